@@ -1,0 +1,411 @@
+//! CPU operations for convolutional networks in NHWC layout, with their backward passes.
+//!
+//! candle's own convolution computes its backward passes with transposed convolutions that are
+//! slow on CPUs, and computes an input gradient even for the image itself. Here a convolution is
+//! written as "gather patches, then one matrix multiply": [`patches`] turns every output
+//! position into a row of its receptive field (im2col), the multiply runs on candle's tuned
+//! GEMM, and the backward pass of the gather is a scatter-add (col2im). Max pooling gets the
+//! same treatment. Both ops are verified against candle's reference operations in the tests.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Gathers `kernel x kernel` patches of a `(batch, height, width, channels)` tensor, padded by
+/// `padding` zeros on each side, into `(batch, out_h, out_w, kernel * kernel * channels)`.
+/// The last dimension is ordered (row, column, channel) of the patch.
+pub fn patches(x: &Tensor, kernel: usize, padding: usize) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd_if_constant(Im2Col { kernel, padding })
+}
+
+/// 2x2 max pooling with stride 2 of a `(batch, height, width, channels)` tensor; odd trailing
+/// rows and columns are dropped.
+pub fn max_pool_2x2(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd_if_constant(MaxPool2x2)
+}
+
+/// Skips recording a backward pass for tensors that need no gradient (the input images).
+trait ApplyOp {
+    fn apply_op1_no_bwd_if_constant<C>(&self, op: C) -> candle_core::Result<Tensor>
+    where
+        C: CustomOp1 + Send + Sync + 'static;
+}
+
+impl ApplyOp for Tensor {
+    fn apply_op1_no_bwd_if_constant<C>(&self, op: C) -> candle_core::Result<Tensor>
+    where
+        C: CustomOp1 + Send + Sync + 'static,
+    {
+        if self.track_op() { self.apply_op1(op) } else { self.apply_op1_no_bwd(&op) }
+    }
+}
+
+/// The slice of `f32` data that a contiguous layout covers.
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: only f32 tensors are supported");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: input must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Im2Col {
+    kernel: usize,
+    padding: usize,
+}
+
+/// Sizes of one patch gather.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    height: usize,
+    width: usize,
+    channels: usize,
+    out_h: usize,
+    out_w: usize,
+    kernel: usize,
+    padding: usize,
+}
+
+impl Geometry {
+    fn new(op: Im2Col, shape: &Shape) -> candle_core::Result<Self> {
+        let (batch, height, width, channels) = shape.dims4()?;
+        let (padded_h, padded_w) = (height + 2 * op.padding, width + 2 * op.padding);
+        if op.kernel == 0 || padded_h < op.kernel || padded_w < op.kernel {
+            candle_core::bail!(
+                "patches: kernel {} does not fit a {height}x{width} input",
+                op.kernel
+            );
+        }
+        Ok(Self {
+            batch,
+            height,
+            width,
+            channels,
+            out_h: padded_h - op.kernel + 1,
+            out_w: padded_w - op.kernel + 1,
+            kernel: op.kernel,
+            padding: op.padding,
+        })
+    }
+
+    fn image_len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    fn row_len(&self) -> usize {
+        self.kernel * self.kernel * self.channels
+    }
+
+    fn patches_len(&self) -> usize {
+        self.out_h * self.out_w * self.row_len()
+    }
+
+    /// Calls `visit(row_offset, image_offset, len)` for every run of channels that a patch row
+    /// copies from the image, skipping positions that fall into the zero padding.
+    fn for_each_run(&self, mut visit: impl FnMut(usize, usize, usize)) {
+        let c = self.channels;
+        for oy in 0..self.out_h {
+            for ox in 0..self.out_w {
+                let row = (oy * self.out_w + ox) * self.row_len();
+                for ky in 0..self.kernel {
+                    let Some(iy) = (oy + ky).checked_sub(self.padding).filter(|&y| y < self.height)
+                    else {
+                        continue;
+                    };
+                    // Columns ox + kx - padding for kx in 0..kernel, clipped to the image.
+                    let first = self.padding.saturating_sub(ox);
+                    let last = (self.width + self.padding - ox).min(self.kernel);
+                    if first >= last {
+                        continue;
+                    }
+                    let ix = ox + first - self.padding;
+                    visit(
+                        row + (ky * self.kernel + first) * c,
+                        (iy * self.width + ix) * c,
+                        (last - first) * c,
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "im2col-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let g = Geometry::new(*self, layout.shape())?;
+        let mut out = vec![0f32; g.batch * g.patches_len()];
+        out.par_chunks_mut(g.patches_len().max(1))
+            .zip(input.par_chunks(g.image_len().max(1)))
+            .for_each(|(rows, image)| {
+                g.for_each_run(|r, i, n| rows[r..r + n].copy_from_slice(&image[i..i + n]));
+            });
+        let shape = Shape::from((g.batch, g.out_h, g.out_w, g.row_len()));
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let geometry = Geometry::new(*self, arg.shape())?;
+        let grad = grad_res.contiguous()?.apply_op1_no_bwd(&Col2Im(geometry))?;
+        Ok(Some(grad))
+    }
+}
+
+/// The adjoint of [`Im2Col`]: sums every patch entry back onto the pixel it came from.
+struct Col2Im(Geometry);
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "col2im-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let rows = contiguous_f32(storage, layout, self.name())?;
+        if rows.len() != g.batch * g.patches_len() {
+            candle_core::bail!(
+                "col2im: gradient has {} values, expected {}",
+                rows.len(),
+                g.batch * g.patches_len()
+            );
+        }
+        let mut out = vec![0f32; g.batch * g.image_len()];
+        out.par_chunks_mut(g.image_len().max(1))
+            .zip(rows.par_chunks(g.patches_len().max(1)))
+            .for_each(|(image, rows)| {
+                g.for_each_run(|r, i, n| {
+                    for (dst, src) in image[i..i + n].iter_mut().zip(&rows[r..r + n]) {
+                        *dst += src;
+                    }
+                });
+            });
+        Ok((CpuStorage::F32(out), Shape::from((g.batch, g.height, g.width, g.channels))))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MaxPool2x2;
+
+/// Sizes of one pooling.
+struct PoolGeometry {
+    batch: usize,
+    height: usize,
+    width: usize,
+    channels: usize,
+}
+
+impl PoolGeometry {
+    fn new(shape: &Shape) -> candle_core::Result<Self> {
+        let (batch, height, width, channels) = shape.dims4()?;
+        Ok(Self { batch, height, width, channels })
+    }
+
+    fn out_shape(&self) -> Shape {
+        Shape::from((self.batch, self.height / 2, self.width / 2, self.channels))
+    }
+
+    /// Calls `visit(out_offset, [four input offsets])` for every output value of one image,
+    /// with offsets relative to that image.
+    fn for_each_window(&self, mut visit: impl FnMut(usize, [usize; 4])) {
+        let (w, c) = (self.width, self.channels);
+        for oy in 0..self.height / 2 {
+            for ox in 0..self.width / 2 {
+                let out = (oy * (w / 2) + ox) * c;
+                let top = (2 * oy * w + 2 * ox) * c;
+                let bottom = top + w * c;
+                for ch in 0..c {
+                    visit(out + ch, [top + ch, top + c + ch, bottom + ch, bottom + c + ch]);
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for MaxPool2x2 {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(storage, layout, self.name())?;
+        let g = PoolGeometry::new(layout.shape())?;
+        let (in_len, out_len) =
+            (g.height * g.width * g.channels, (g.height / 2) * (g.width / 2) * g.channels);
+        let mut out = vec![0f32; g.batch * out_len];
+        out.par_chunks_mut(out_len.max(1)).zip(input.par_chunks(in_len.max(1))).for_each(
+            |(out, image)| {
+                g.for_each_window(|o, [a, b, c, d]| {
+                    out[o] = image[a].max(image[b]).max(image[c]).max(image[d])
+                });
+            },
+        );
+        Ok((CpuStorage::F32(out), g.out_shape()))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let grad =
+            arg.apply_op3_no_bwd(&res.contiguous()?, &grad_res.contiguous()?, &MaxPool2x2Backward)?;
+        Ok(Some(grad))
+    }
+}
+
+/// Routes each pooled gradient to the first input of its window that held the maximum.
+struct MaxPool2x2Backward;
+
+impl CustomOp3 for MaxPool2x2Backward {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2-nhwc-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        arg: &CpuStorage,
+        arg_layout: &Layout,
+        res: &CpuStorage,
+        res_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let input = contiguous_f32(arg, arg_layout, self.name())?;
+        let pooled = contiguous_f32(res, res_layout, self.name())?;
+        let grad = contiguous_f32(grad, grad_layout, self.name())?;
+        let g = PoolGeometry::new(arg_layout.shape())?;
+        let (in_len, out_len) =
+            (g.height * g.width * g.channels, (g.height / 2) * (g.width / 2) * g.channels);
+        let mut out = vec![0f32; g.batch * in_len];
+        out.par_chunks_mut(in_len.max(1))
+            .zip(input.par_chunks(in_len.max(1)))
+            .zip(pooled.par_chunks(out_len.max(1)).zip(grad.par_chunks(out_len.max(1))))
+            .for_each(|((out, image), (pooled, grad))| {
+                g.for_each_window(|o, window| {
+                    let winner =
+                        window.into_iter().find(|&i| image[i] == pooled[o]).unwrap_or(window[0]);
+                    out[winner] += grad[o];
+                });
+            });
+        Ok((CpuStorage::F32(out), arg_layout.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reference is candle's own `conv2d` and `max_pool2d` (NCHW), run on the same values;
+    //! forward values and gradients must agree to 1e-4, the rounding of summing a few hundred
+    //! `f32` products in a different order.
+
+    use candle_core::{DType, Device, Tensor, Var};
+
+    use super::*;
+
+    const TOLERANCE: f32 = 1e-4;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    fn nchw(x: &Tensor) -> Tensor {
+        x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap()
+    }
+
+    /// Convolution through patches, as the networks compute it, output in NHWC.
+    fn conv_by_patches(x: &Tensor, w: &Tensor, kernel: usize, padding: usize) -> Tensor {
+        let p = patches(x, kernel, padding).unwrap();
+        let (b, h, wd, row) = p.dims4().unwrap();
+        let y = p.reshape((b * h * wd, row)).unwrap().matmul(&w.t().unwrap()).unwrap();
+        y.reshape((b, h, wd, w.dim(0).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn convolution_by_patches_matches_candle_conv2d_forward_and_backward() {
+        let dev = Device::Cpu;
+        for (batch, side, cin, cout, kernel, padding) in [(3, 9, 2, 4, 5, 2), (2, 7, 3, 5, 3, 0), (1, 5, 1, 2, 5, 1)] {
+            let x = Var::randn(0f32, 1., (batch, side, side, cin), &dev).unwrap();
+            let w = Var::randn(0f32, 1., (cout, kernel * kernel * cin), &dev).unwrap();
+            let ours = conv_by_patches(&x, &w, kernel, padding);
+
+            let w_ref = w.reshape((cout, kernel, kernel, cin)).unwrap().permute((0, 3, 1, 2)).unwrap();
+            let reference = nchw(&x).conv2d(&w_ref.contiguous().unwrap(), padding, 1, 1, 1).unwrap();
+            let reference = reference.permute((0, 2, 3, 1)).unwrap();
+            assert!(max_diff(&ours, &reference) < TOLERANCE);
+
+            let weights = Tensor::randn(0f32, 1., ours.shape(), &dev).unwrap();
+            let g_ours = (&ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_ref = (&reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            for var in [&x, &w] {
+                let (a, b) = (g_ours.get(var).unwrap(), g_ref.get(var).unwrap());
+                assert!(max_diff(a, b) < TOLERANCE, "gradient differs by {}", max_diff(a, b));
+            }
+        }
+    }
+
+    #[test]
+    fn max_pooling_matches_candle_reductions_forward_and_backward() {
+        // The reference is pooling written as reshapes and `max` reductions, whose gradient
+        // goes to the maximum. candle's `max_pool2d` is not used: its backward pass divides
+        // the gradient by the window size.
+        let dev = Device::Cpu;
+        for (batch, h, w, c) in [(2, 6, 6, 3), (1, 7, 5, 2)] {
+            let x = Var::randn(0f32, 1., (batch, h, w, c), &dev).unwrap();
+            let ours = max_pool_2x2(&x).unwrap();
+            let even = x.narrow(1, 0, h / 2 * 2).unwrap().narrow(2, 0, w / 2 * 2).unwrap();
+            let windows = even.contiguous().unwrap().reshape((batch, h / 2, 2, w / 2, 2, c)).unwrap();
+            let reference = windows.max(4).unwrap().max(2).unwrap();
+            assert_eq!(ours.dims(), reference.dims());
+            assert!(max_diff(&ours, &reference) < TOLERANCE);
+
+            let weights = Tensor::randn(0f32, 1., ours.shape(), &dev).unwrap();
+            let g_ours = (&ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_ref = (&reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let (a, b) = (g_ours.get(&x).unwrap(), g_ref.get(&x).unwrap());
+            assert!(max_diff(a, b) < TOLERANCE, "gradient differs by {}", max_diff(a, b));
+        }
+    }
+
+    #[test]
+    fn constant_inputs_record_no_backward_pass() {
+        let x = Tensor::ones((1, 6, 6, 1), DType::F32, &Device::Cpu).unwrap();
+        assert!(!patches(&x, 3, 1).unwrap().track_op());
+        assert!(!max_pool_2x2(&x).unwrap().track_op());
+    }
+
+    #[test]
+    fn wrong_inputs_are_errors_not_panics() {
+        let dev = Device::Cpu;
+        assert!(patches(&Tensor::ones((1, 3, 3, 1), DType::F32, &dev).unwrap(), 5, 0).is_err());
+        assert!(patches(&Tensor::ones((1, 6, 6, 1), DType::F64, &dev).unwrap(), 3, 0).is_err());
+        assert!(max_pool_2x2(&Tensor::ones((6, 6), DType::F32, &dev).unwrap()).is_err());
+    }
+}
