@@ -16,7 +16,8 @@ fn main() -> anyhow::Result<()> {
     let model = Model::load(&model_dir)?;
     let mut stdout = std::io::stdout().lock();
     for path in args {
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.to_string_lossy()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("reading {}", path.to_string_lossy()))?;
         let frame = shared::preprocess::preprocess(&bytes, DecodeLimits::default())?;
         let (digit, p) = argmax(&model.predict(&[frame])?[0]);
         writeln!(stdout, "{}: {digit} ({:.1} %)", path.to_string_lossy(), 100.0 * p)?;

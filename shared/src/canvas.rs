@@ -49,7 +49,8 @@ pub fn redraw(digit: &[u8], style: &CanvasStyle) -> RgbaImage {
             let intensity = sample(digit, u, v);
             // A soft edge about one canvas pixel wide around the chosen level.
             let edge = 0.5 / style.scale.max(1.0);
-            coverage[(y * width + x) as usize] = ((intensity - style.edge_level) / (2.0 * edge) + 0.5).clamp(0.0, 1.0);
+            coverage[(y * width + x) as usize] =
+                ((intensity - style.edge_level) / (2.0 * edge) + 0.5).clamp(0.0, 1.0);
         }
     }
     if style.thicken > 0 {
@@ -60,7 +61,9 @@ pub fn redraw(digit: &[u8], style: &CanvasStyle) -> RgbaImage {
         match style.background {
             None => Rgba([style.ink[0], style.ink[1], style.ink[2], (c * 255.0).round() as u8]),
             Some(bg) => {
-                let mix = |i: usize| (f32::from(bg[i]) * (1.0 - c) + f32::from(style.ink[i]) * c).round() as u8;
+                let mix = |i: usize| {
+                    (f32::from(bg[i]) * (1.0 - c) + f32::from(style.ink[i]) * c).round() as u8
+                };
                 Rgba([mix(0), mix(1), mix(2), 255])
             }
         }

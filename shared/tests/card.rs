@@ -1,11 +1,13 @@
 //! The model card survives a round trip and refuses what this build cannot load.
 
+#![allow(clippy::unwrap_used)]
+
+use shared::Architecture;
 use shared::card::{
-    ArchitectureRef, Augmentation, DataFingerprint, InputSpec, Metrics, ModelCard, Optimiser, Schedule,
-    SourceInfo, Timings, TrainingSettings, CARD_FORMAT,
+    ArchitectureRef, Augmentation, CARD_FORMAT, DataFingerprint, InputSpec, Metrics, ModelCard,
+    Optimiser, Schedule, SourceInfo, Timings, TrainingSettings,
 };
 use shared::metrics::ConfusionMatrix;
-use shared::Architecture;
 
 fn card() -> ModelCard {
     let mut matrix = ConfusionMatrix::default();
@@ -33,7 +35,12 @@ fn card() -> ModelCard {
             augmentation: Augmentation::default(),
         },
         metrics: Metrics { test_accuracy: test.accuracy, test_loss: 0.5, train_loss: 0.4, test },
-        data: vec![DataFingerprint { dataset: "mnist".into(), file: "f".into(), sha256: "00".into(), items: 2 }],
+        data: vec![DataFingerprint {
+            dataset: "mnist".into(),
+            file: "f".into(),
+            sha256: "00".into(),
+            items: 2,
+        }],
         source: SourceInfo { git_commit: Some("abc".into()), git_dirty: Some(true) },
         timings: Timings { data_seconds: 0.5, training_seconds: 12.0, epoch_seconds: vec![4.0; 3] },
         trainer_version: "0.1.0".into(),
@@ -50,11 +57,14 @@ fn round_trip_is_lossless() {
     assert_eq!(ModelCard::read(&path).unwrap(), original);
 }
 
+/// A change that makes a card unusable.
+type Edit = fn(&mut serde_json::Value);
+
 #[test]
 fn cards_this_build_cannot_honour_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.json");
-    let edits: [(&str, fn(&mut serde_json::Value)); 4] = [
+    let edits: [(&str, Edit); 4] = [
         ("version", |v| v["architecture"]["version"] = 99.into()),
         ("format", |v| v["format"] = 2.into()),
         ("unknown architecture", |v| v["architecture"]["name"] = "resnet".into()),

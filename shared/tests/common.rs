@@ -11,5 +11,6 @@ pub fn mnist_dir() -> PathBuf {
 
 /// A shipped file's decompressed bytes.
 pub fn mnist_bytes(name: &str) -> Vec<u8> {
-    shared::idx::read_maybe_gzip(&mnist_dir().join(format!("{name}.gz"))).expect("shipped MNIST file")
+    shared::idx::read_maybe_gzip(&mnist_dir().join(format!("{name}.gz")))
+        .expect("shipped MNIST file")
 }

@@ -1,5 +1,7 @@
 //! Loading the shipped MNIST with checksum verification, and refusing altered files.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;
@@ -11,11 +13,16 @@ use shared::dataset::{Dataset, DatasetSpec};
 fn the_shipped_files_match_the_published_digests() {
     let data = Dataset::load(&common::mnist_dir(), &DatasetSpec::mnist()).unwrap();
     assert_eq!((data.train.len(), data.test.len()), (60_000, 10_000));
-    let digests: Vec<_> = data.fingerprints.iter().map(|f| (f.file.as_str(), f.sha256.as_str(), f.items)).collect();
+    let digests: Vec<_> =
+        data.fingerprints.iter().map(|f| (f.file.as_str(), f.sha256.as_str(), f.items)).collect();
     // The digests of ../shared/data/README.md, the same as DatasetSpec::mnist() records.
     assert_eq!(
         digests[2],
-        ("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", 10_000)
+        (
+            "t10k-images-idx3-ubyte",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            10_000
+        )
     );
     assert_eq!(digests.len(), 4);
 }
@@ -24,13 +31,18 @@ fn the_shipped_files_match_the_published_digests() {
 fn a_single_changed_label_is_refused_by_checksum() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"] {
-        std::fs::copy(common::mnist_dir().join(format!("{name}.gz")), dir.path().join(format!("{name}.gz"))).unwrap();
+        std::fs::copy(
+            common::mnist_dir().join(format!("{name}.gz")),
+            dir.path().join(format!("{name}.gz")),
+        )
+        .unwrap();
     }
     let mut labels = common::mnist_bytes("t10k-labels-idx1-ubyte");
     labels[8] = (labels[8] + 1) % 10;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(&labels).unwrap();
-    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), encoder.finish().unwrap()).unwrap();
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), encoder.finish().unwrap())
+        .unwrap();
 
     match Dataset::load(dir.path(), &DatasetSpec::mnist()) {
         Err(Error::ChecksumMismatch { path, expected, .. }) => {

@@ -1,5 +1,7 @@
 //! IDX parsing on real MNIST files and on corrupt, truncated and inconsistent ones.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;
@@ -37,7 +39,8 @@ fn reads_the_real_test_set_gzip_and_raw_alike() {
     let raw = write(dir.path(), "raw", &common::mnist_bytes("t10k-images-idx3-ubyte"));
     assert_eq!(read_idx(&raw).unwrap(), images);
 
-    let labelled = read_labelled(&gz, &common::mnist_dir().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let labelled =
+        read_labelled(&gz, &common::mnist_dir().join("t10k-labels-idx1-ubyte.gz")).unwrap();
     assert_eq!((labelled.len(), labelled.rows, labelled.cols), (10_000, 28, 28));
     // The first test digits of MNIST, as published.
     assert_eq!(&labelled.labels[..5], &[7, 2, 1, 0, 4]);
@@ -63,7 +66,10 @@ fn every_prefix_of_a_file_is_refused_without_panic() {
     let mut header = small.to_vec();
     header[4..8].copy_from_slice(&192u32.to_be_bytes());
     for cut in 0..header.len() {
-        assert!(parse_idx(&header[..cut], Path::new("prefix")).is_err(), "prefix of {cut} bytes accepted");
+        assert!(
+            parse_idx(&header[..cut], Path::new("prefix")).is_err(),
+            "prefix of {cut} bytes accepted"
+        );
     }
     assert!(parse_idx(&header, Path::new("whole")).is_ok());
 }
@@ -84,7 +90,10 @@ fn corrupt_headers_say_what_is_wrong() {
         (&[0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0], "type 0x0d"),
         (&[0, 0, 8, 0], "zero dimensions"),
         (&[0, 0, 8, 1, 0, 0, 0, 2, 5, 6, 7], "unexpected bytes"),
-        (&[0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255], "impossibly large"),
+        (
+            &[0, 0, 8, 3, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255],
+            "impossibly large",
+        ),
     ];
     for (bytes, expected) in cases {
         let message = reason(parse_idx(bytes, Path::new("case")).unwrap_err());
@@ -95,7 +104,8 @@ fn corrupt_headers_say_what_is_wrong() {
 #[test]
 fn images_and_labels_must_agree() {
     let dir = tempfile::tempdir().unwrap();
-    let images = write(dir.path(), "images", &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 9, 9]);
+    let images =
+        write(dir.path(), "images", &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 9, 9]);
     let three_labels = write(dir.path(), "labels3", &[0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3]);
     let message = reason(read_labelled(&images, &three_labels).unwrap_err());
     assert!(message.contains("3 labels for 2 images"), "{message}");

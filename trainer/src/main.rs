@@ -1,6 +1,6 @@
 //! `trainer`: train, evaluate, fetch data.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -36,9 +36,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             if e.downcast_ref::<Diverged>().is_some() {
                 ExitCode::from(EXIT_DIVERGED)
+            } else if e.downcast_ref::<BelowThreshold>().is_some() {
+                ExitCode::from(EXIT_BELOW_THRESHOLD)
             } else {
                 ExitCode::FAILURE
             }
@@ -49,7 +50,10 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -51,7 +51,7 @@ impl Progress {
         match self {
             Self::Bar(Some(bar)) => {
                 bar.set_position(done as u64);
-                if done % 20 == 0 {
+                if done.is_multiple_of(20) {
                     bar.set_message(format!("loss {loss:.4}"));
                 }
             }

@@ -2,14 +2,16 @@
 //! or opaque, either polarity, thick and thin pens, coloured ink) still classify correctly
 //! after preprocessing: the trained default model must get at least 97 % of them.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use rand::{RngExt, SeedableRng};
+use shared::Model;
 use shared::canvas::{CanvasStyle, png_bytes, redraw};
 use shared::dataset::{Dataset, DatasetSpec};
 use shared::model::argmax;
 use shared::preprocess::{DecodeLimits, preprocess};
-use shared::Model;
 
 /// Re-drawn test digits checked.
 const DIGITS: usize = 300;
@@ -19,14 +21,26 @@ fn styles(rng: &mut impl rand::Rng) -> Vec<(&'static str, CanvasStyle)> {
     let scale = rng.random_range(8.0..16.0f32);
     let size = (rng.random_range(450..700u32), rng.random_range(450..700u32));
     let span = 28.0 * scale;
-    let origin = (rng.random_range(-40.0..size.0 as f32 - span + 40.0), rng.random_range(-40.0..size.1 as f32 - span + 40.0));
+    let origin = (
+        rng.random_range(-40.0..size.0 as f32 - span + 40.0),
+        rng.random_range(-40.0..size.1 as f32 - span + 40.0),
+    );
     let base = CanvasStyle { size, scale, origin, ..CanvasStyle::default() };
     vec![
         ("transparent, black pen", base.clone()),
-        ("inverted: white on black", CanvasStyle { ink: [255; 3], background: Some([0; 3]), ..base.clone() }),
-        ("thick pen", CanvasStyle { edge_level: 0.15, thicken: (scale / 2.0) as u32, ..base.clone() }),
+        (
+            "inverted: white on black",
+            CanvasStyle { ink: [255; 3], background: Some([0; 3]), ..base.clone() },
+        ),
+        (
+            "thick pen",
+            CanvasStyle { edge_level: 0.15, thicken: (scale / 2.0) as u32, ..base.clone() },
+        ),
         ("thin pen", CanvasStyle { edge_level: 0.8, ..base.clone() }),
-        ("blue ink on paper", CanvasStyle { ink: [30, 60, 200], background: Some([245, 240, 225]), ..base }),
+        (
+            "blue ink on paper",
+            CanvasStyle { ink: [30, 60, 200], background: Some([245, 240, 225]), ..base },
+        ),
     ]
 }
 

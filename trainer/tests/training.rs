@@ -1,5 +1,7 @@
 //! Real training runs on MNIST subsets: accuracy, determinism, divergence, the command line.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::process::Command;
@@ -35,8 +37,14 @@ fn a_short_run_on_ten_thousand_images_beats_ninety_five_percent() {
 
     // The saved weights load into the shared network and give the card's accuracy.
     let model = Model::load(&out).unwrap();
-    let data = shared::dataset::Dataset::load(&support::mnist_dir(), &shared::dataset::DatasetSpec::mnist()).unwrap();
-    let evaluation = trainer::evaluate::evaluate(&model.net, &data.test, model.card.input.normalisation).unwrap();
+    let data = shared::dataset::Dataset::load(
+        &support::mnist_dir(),
+        &shared::dataset::DatasetSpec::mnist(),
+    )
+    .unwrap();
+    let evaluation =
+        trainer::evaluate::evaluate(&model.net, &data.test, model.card.input.normalisation)
+            .unwrap();
     assert_eq!(evaluation.accuracy, accuracy);
 
     let card = ModelCard::read(&out.join(CARD_FILE)).unwrap();
@@ -121,10 +129,27 @@ fn bad_input_is_refused_before_training_with_a_clear_message() {
 
     let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
         (vec!["--out".into(), occupied.clone().into()], "already exists"),
-        (vec!["--out".into(), dir.path().join("x").into(), "--config".into(), bad_config.into()], "bad.toml"),
-        (vec!["--out".into(), dir.path().join("x").into(), "--batch-size".into(), "0".into()], "batch_size"),
-        (vec!["--out".into(), dir.path().join("x").into(), "--data".into(), dir.path().into()], "train-images"),
-        (vec!["--out".into(), dir.path().join("x").into(), "--architecture".into(), "vgg".into()], "unknown architecture"),
+        (
+            vec!["--out".into(), dir.path().join("x").into(), "--config".into(), bad_config.into()],
+            "bad.toml",
+        ),
+        (
+            vec!["--out".into(), dir.path().join("x").into(), "--batch-size".into(), "0".into()],
+            "batch_size",
+        ),
+        (
+            vec!["--out".into(), dir.path().join("x").into(), "--data".into(), dir.path().into()],
+            "train-images",
+        ),
+        (
+            vec![
+                "--out".into(),
+                dir.path().join("x").into(),
+                "--architecture".into(),
+                "vgg".into(),
+            ],
+            "unknown architecture",
+        ),
     ];
     for (args, expected) in cases {
         let output = trainer_bin().arg("train").args(&args).output().unwrap();
@@ -135,7 +160,8 @@ fn bad_input_is_refused_before_training_with_a_clear_message() {
     assert_eq!(std::fs::read_to_string(occupied.join("keep.txt")).unwrap(), "precious");
     assert!(!dir.path().join("x").exists());
 
-    let missing = trainer_bin().args(["evaluate", "--model"]).arg(dir.path().join("nope")).output().unwrap();
+    let missing =
+        trainer_bin().args(["evaluate", "--model"]).arg(dir.path().join("nope")).output().unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("model.json"));
 }

@@ -76,7 +76,7 @@ impl Architecture {
 
     /// Spatial side of the second pooling's output: 28 -(pad 2, 5x5)-> 28 -> 14 -(5x5)-> 10 -> 5.
     const fn final_side() -> usize {
-        ((FRAME_SIDE / 2) - KERNEL + 1) / 2
+        (FRAME_SIDE / 2 - (KERNEL - 1)) / 2
     }
 
     /// The parameter tensors, in a fixed order.

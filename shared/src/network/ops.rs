@@ -351,13 +351,17 @@ mod tests {
     #[test]
     fn convolution_by_patches_matches_candle_conv2d_forward_and_backward() {
         let dev = Device::Cpu;
-        for (batch, side, cin, cout, kernel, padding) in [(3, 9, 2, 4, 5, 2), (2, 7, 3, 5, 3, 0), (1, 5, 1, 2, 5, 1)] {
+        for (batch, side, cin, cout, kernel, padding) in
+            [(3, 9, 2, 4, 5, 2), (2, 7, 3, 5, 3, 0), (1, 5, 1, 2, 5, 1)]
+        {
             let x = Var::randn(0f32, 1., (batch, side, side, cin), &dev).unwrap();
             let w = Var::randn(0f32, 1., (cout, kernel * kernel * cin), &dev).unwrap();
             let ours = conv_by_patches(&x, &w, kernel, padding);
 
-            let w_ref = w.reshape((cout, kernel, kernel, cin)).unwrap().permute((0, 3, 1, 2)).unwrap();
-            let reference = nchw(&x).conv2d(&w_ref.contiguous().unwrap(), padding, 1, 1, 1).unwrap();
+            let w_ref =
+                w.reshape((cout, kernel, kernel, cin)).unwrap().permute((0, 3, 1, 2)).unwrap();
+            let reference =
+                nchw(&x).conv2d(&w_ref.contiguous().unwrap(), padding, 1, 1, 1).unwrap();
             let reference = reference.permute((0, 2, 3, 1)).unwrap();
             assert!(max_diff(&ours, &reference) < TOLERANCE);
 
@@ -381,7 +385,8 @@ mod tests {
             let x = Var::randn(0f32, 1., (batch, h, w, c), &dev).unwrap();
             let ours = max_pool_2x2(&x).unwrap();
             let even = x.narrow(1, 0, h / 2 * 2).unwrap().narrow(2, 0, w / 2 * 2).unwrap();
-            let windows = even.contiguous().unwrap().reshape((batch, h / 2, 2, w / 2, 2, c)).unwrap();
+            let windows =
+                even.contiguous().unwrap().reshape((batch, h / 2, 2, w / 2, 2, c)).unwrap();
             let reference = windows.max(4).unwrap().max(2).unwrap();
             assert_eq!(ours.dims(), reference.dims());
             assert!(max_diff(&ours, &reference) < TOLERANCE);

@@ -15,7 +15,8 @@ pub fn mnist_dir() -> PathBuf {
 
 /// The committed default settings.
 pub fn default_settings() -> TrainingSettings {
-    trainer::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml")).expect("committed config")
+    trainer::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml"))
+        .expect("committed config")
 }
 
 /// Settings for a quick run: the small network on the first `images` training images.
