@@ -456,7 +456,15 @@ impl Registry for MlflowRegistry {
         let root = self.artifact_root(&self.wire_run(run_id)?)?;
         for file in version.files.keys() {
             crate::fsutil::check_relative(file)?;
-            root.download(&self.http, &format!("{MODEL_ARTIFACT_PATH}/{file}"), &into.join(file))?;
+            let rel = format!("{MODEL_ARTIFACT_PATH}/{file}");
+            root.download(&self.http, &rel, &into.join(file)).map_err(|e| match e {
+                Error::NotFound { .. } => Error::ChecksumMismatch {
+                    version: version.version.clone(),
+                    file: file.clone(),
+                    detail: "missing from the registry".into(),
+                },
+                e => e,
+            })?;
         }
         Ok(())
     }
