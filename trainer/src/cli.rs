@@ -65,6 +65,10 @@ pub struct TrainArgs {
     /// Overrides of the configuration file.
     #[command(flatten)]
     pub overrides: Overrides,
+
+    /// Where to log the run.
+    #[command(flatten)]
+    pub tracking: crate::tracking::TrackingArgs,
 }
 
 /// Flags that override fields of the configuration file.
@@ -201,6 +205,18 @@ pub struct FetchArgs {
     #[arg(long, env = "TRAINER_CACHE")]
     pub cache: Option<PathBuf>,
 }
+
+/// The configuration file: as given, or, when the default `trainer/config.toml` is not below
+/// the working directory, the one committed next to this crate's source.
+pub fn config_path(given: &Path) -> PathBuf {
+    if given.exists() || given != Path::new(DEFAULT_CONFIG) {
+        return given.to_owned();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml")
+}
+
+/// The configuration file used when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "trainer/config.toml";
 
 /// The cache directory: the flag, else `$XDG_CACHE_HOME/digit-lab`, else `~/.cache/digit-lab`.
 pub fn cache_dir(flag: Option<&Path>) -> PathBuf {

@@ -10,6 +10,11 @@ use shared::dataset::{Dataset, DatasetSpec};
 use trainer::cli::{self, Cli, Command, EvaluateArgs, FetchArgs, LogFormat, TrainArgs};
 use trainer::train::{Diverged, TrainRequest};
 
+/// Training allocates and frees tens of megabytes per step; the system allocator hands those
+/// pages back to the kernel every time, mimalloc keeps them, which saves a third of the time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status when training diverged.
 const EXIT_DIVERGED: u8 = 3;
 
@@ -61,7 +66,8 @@ fn init_logging(format: LogFormat) {
 }
 
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    let settings = args.overrides.apply(trainer::config::load(&args.config)?)?;
+    let config = cli::config_path(&args.config);
+    let settings = args.overrides.apply(trainer::config::load(&config)?)?;
     let data_dir = match &args.data {
         Some(dir) => dir.clone(),
         None => cli::default_data_dir(&settings.dataset, args.cache.as_deref()),
@@ -76,7 +82,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         source_dir: source_dir.to_owned(),
     };
     tracing::info!(settings = %serde_json::to_string(&request.settings)?, out = %args.out.display(), "training");
-    let outcome = trainer::train::train(&request, &mut ())?;
+    let outcome = trainer::tracking::train_tracked(&request, &args.tracking)?;
     tracing::info!(
         dir = %outcome.dir.display(),
         test_accuracy = format_args!("{:.4}", outcome.card.metrics.test_accuracy),

@@ -1,0 +1,114 @@
+//! Where the served model comes from, and the watcher that swaps in new versions: a model
+//! directory (its card's digest is the version) or a registry alias (pulled into a local
+//! cache). A new version is loaded, smoke-tested and swapped in; one that fails is refused,
+//! logged once, and the current model keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use shared::Model;
+use shared::card::CARD_FILE;
+
+use crate::inference::{Predictor, ServedModel};
+use crate::metrics::Metrics;
+
+/// A place that names the model to serve.
+pub trait ModelSource: Send + 'static {
+    /// The version to serve now and the directory holding it.
+    fn latest(&mut self) -> anyhow::Result<(String, PathBuf)>;
+
+    /// Describes the source for people (`dir:...`, `registry:...#production`).
+    fn describe(&self) -> String;
+}
+
+/// A model directory, versioned by the digest of its card.
+#[derive(Debug)]
+pub struct DirSource {
+    dir: PathBuf,
+}
+
+impl DirSource {
+    /// Serves `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_owned() }
+    }
+}
+
+impl ModelSource for DirSource {
+    fn latest(&mut self) -> anyhow::Result<(String, PathBuf)> {
+        let card = std::fs::read(self.dir.join(CARD_FILE))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.dir.join(CARD_FILE).display()))?;
+        let name = self
+            .dir
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+        let digest = shared::dataset::sha256_hex(&card);
+        Ok((format!("{name}@{}", &digest[..12]), self.dir.clone()))
+    }
+
+    fn describe(&self) -> String {
+        format!("dir:{}", self.dir.display())
+    }
+}
+
+/// Loads the source's current version into the predictor if it is new; returns whether a
+/// model was installed.
+pub fn refresh(
+    source: &mut dyn ModelSource,
+    predictor: &Predictor,
+    metrics: &Metrics,
+    refused: &mut Option<String>,
+) -> bool {
+    let (version, dir) = match source.latest() {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(source = %source.describe(), error = %format!("{e:#}"), "cannot check for a model");
+            return false;
+        }
+    };
+    let current = predictor.current().map(|m| m.version.clone());
+    if current.as_deref() == Some(version.as_str()) || refused.as_deref() == Some(version.as_str())
+    {
+        return false;
+    }
+    let result = Model::load(&dir).map_err(|e| e.to_string()).and_then(|model| {
+        predictor.install(ServedModel {
+            model,
+            version: version.clone(),
+            source: source.describe(),
+        })
+    });
+    match result {
+        Ok(()) => {
+            metrics.serving(&version);
+            *refused = None;
+            true
+        }
+        Err(e) => {
+            tracing::error!(%version, error = %e, "new model refused; the current one keeps serving");
+            *refused = Some(version);
+            false
+        }
+    }
+}
+
+/// Loads the first model now (retrying until one loads), then checks for new versions every
+/// `interval` on a background thread.
+pub fn watch(
+    mut source: Box<dyn ModelSource>,
+    predictor: Predictor,
+    metrics: std::sync::Arc<Metrics>,
+    interval: Duration,
+) {
+    std::thread::Builder::new()
+        .name("model-watch".into())
+        .spawn(move || {
+            let mut refused = None;
+            loop {
+                refresh(source.as_mut(), &predictor, &metrics, &mut refused);
+                std::thread::sleep(interval);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the model watcher"));
+}
