@@ -4,7 +4,9 @@
 //!
 //! Everything goes through one trait, [`Registry`]; [`open`] picks the backend from a URI.
 //! Calls block: the trainer and the command line call them directly, async servers from
-//! `spawn_blocking`. Errors are one enum, [`Error`], in the caller's terms.
+//! `spawn_blocking`. An HTTP registry holds a blocking `reqwest` client, which must also be
+//! opened and dropped outside the async runtime's threads (inside `spawn_blocking`, or before
+//! the runtime starts). Errors are one enum, [`Error`], in the caller's terms.
 
 mod error;
 mod fsutil;

@@ -68,7 +68,7 @@ pub struct TrainArgs {
 
     /// Where to log the run.
     #[command(flatten)]
-    pub tracking: crate::tracking::TrackingArgs,
+    pub tracking: Box<crate::tracking::TrackingArgs>,
 }
 
 /// Flags that override fields of the configuration file.

@@ -10,4 +10,5 @@ pub mod output;
 pub mod progress;
 pub mod schedule;
 pub mod summary;
+pub mod tracking;
 pub mod train;

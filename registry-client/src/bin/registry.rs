@@ -33,7 +33,7 @@ const EXIT_UNREACHABLE: u8 = 5;
 )]
 struct Cli {
     /// The registry: a directory or file:// URI (embedded), or an MLflow server's http(s) URL
-    /// (GitLab: <gitlab>/api/v4/projects/<id>/ml/mlflow).
+    /// (GitLab: `<gitlab>/api/v4/projects/<id>/ml/mlflow`).
     #[arg(long, env = REGISTRY_URI_ENV, default_value = DEFAULT_REGISTRY, global = true)]
     registry: String,
 
