@@ -93,6 +93,16 @@ impl Frame {
     }
 }
 
+/// A frame given directly as 784 intensities in 0..=1, refused like a picture when it holds
+/// no ink.
+pub fn frame_from_pixels(values: &[f32]) -> Result<Frame> {
+    let frame = Frame::from_intensities(values)?;
+    if frame.0.iter().all(|&v| v < MIN_CONTRAST) {
+        return Err(Error::EmptyDrawing);
+    }
+    Ok(frame)
+}
+
 /// Decodes a picture and brings its digit into a [`Frame`].
 pub fn preprocess(bytes: &[u8], limits: DecodeLimits) -> Result<Frame> {
     frame_from_image(&decode(bytes, limits)?)
@@ -104,7 +114,7 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage> {
         .with_guessed_format()
         .map_err(|e| Error::UndecodableImage(e.to_string()))?;
     if reader.format().is_none() {
-        return Err(Error::UnsupportedImageFormat("the bytes are not a known image format".into()));
+        return Err(Error::UndecodableImage("the bytes are not a known image format".into()));
     }
     let (width, height) = reader.into_dimensions().map_err(decode_error)?;
     if width > limits.max_side || height > limits.max_side {

@@ -179,8 +179,8 @@ fn pictures_without_ink_are_reported_as_such() {
 #[test]
 fn bad_bytes_get_the_right_error() {
     let limits = DecodeLimits::default();
-    assert!(matches!(preprocess(b"hello, world", limits), Err(Error::UnsupportedImageFormat(_))));
-    assert!(matches!(preprocess(b"", limits), Err(Error::UnsupportedImageFormat(_))));
+    assert!(matches!(preprocess(b"hello, world", limits), Err(Error::UndecodableImage(_))));
+    assert!(matches!(preprocess(b"", limits), Err(Error::UndecodableImage(_))));
 
     let (digit, _) = &digits(1)[0];
     let png = png_bytes(&redraw(digit, &CanvasStyle::default()));
@@ -222,4 +222,9 @@ fn direct_pixels_are_validated() {
     assert!(Frame::from_intensities(&values).is_err());
     values[5] = 1.5;
     assert!(Frame::from_intensities(&values).is_err());
+    assert!(matches!(
+        shared::preprocess::frame_from_pixels(&[0.05; 784]),
+        Err(Error::EmptyDrawing)
+    ));
+    assert!(shared::preprocess::frame_from_pixels(&[0.5; 784]).is_ok());
 }

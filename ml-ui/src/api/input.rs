@@ -45,12 +45,16 @@ pub fn picture_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Picture, Ap
                 .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
             picture_from_json(json)
         }
-        t if t.starts_with("image/") => Ok(Picture::Encoded(body.to_vec())),
+        t if IMAGE_TYPES.contains(&t) => Ok(Picture::Encoded(body.to_vec())),
         other => Err(ApiError::UnsupportedMediaType(format!(
             "content type {other:?} is not supported; send image/png, image/jpeg or application/json"
         ))),
     }
 }
+
+/// The image media types the decoder handles.
+pub const IMAGE_TYPES: &[&str] =
+    &["image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"];
 
 /// Reads the picture out of its JSON form.
 pub fn picture_from_json(json: PictureJson) -> Result<Picture, ApiError> {
@@ -88,7 +92,7 @@ fn decode_data_url(url: &str) -> Result<Vec<u8>, ApiError> {
 /// Decodes and preprocesses a picture into a frame, off the async workers.
 pub async fn frame_of(picture: Picture, limits: DecodeLimits) -> Result<Frame, ApiError> {
     match picture {
-        Picture::Pixels(values) => Ok(Frame::from_intensities(&values)?),
+        Picture::Pixels(values) => Ok(shared::preprocess::frame_from_pixels(&values)?),
         Picture::Encoded(bytes) => {
             tokio::task::spawn_blocking(move || shared::preprocess::preprocess(&bytes, limits))
                 .await
