@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ml_ui::feedback::FeedbackStore;
 use ml_ui::inference::Predictor;
 use ml_ui::metrics::Metrics;
-use ml_ui::source::{DirSource, ModelSource};
+use ml_ui::source::{DirSource, ModelSource, RegistrySource};
 use ml_ui::{AppState, Limits};
 
 /// Inference allocates per batch; mimalloc keeps those pages instead of returning them.
@@ -23,8 +23,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "ml-ui", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Model directory to serve (model.json + model.safetensors); watched for new versions.
-    #[arg(long, env = "ML_UI_MODEL")]
+    #[arg(long, env = "ML_UI_MODEL", conflicts_with = "registry")]
     model: Option<PathBuf>,
+
+    /// Registry to pull the model from (a directory, file:// URI or MLflow URL); the token, if
+    /// any, comes from MODEL_REGISTRY_TOKEN.
+    #[arg(long, env = "MODEL_REGISTRY_URI")]
+    registry: Option<String>,
+
+    /// Registered model name.
+    #[arg(long, env = "MODEL_NAME", default_value = "digits")]
+    model_name: String,
+
+    /// Alias whose version is served; the server follows it when it moves.
+    #[arg(long, env = "ML_UI_ALIAS", default_value = "production")]
+    alias: String,
+
+    /// Where pulled versions are kept.
+    #[arg(long, env = "ML_UI_CACHE", default_value = "models/pulled")]
+    cache: PathBuf,
 
     /// Address to listen on.
     #[arg(long, env = "ML_UI_ADDR", default_value = "127.0.0.1:8080")]
@@ -78,9 +95,12 @@ fn main() -> anyhow::Result<()> {
         tracing::info!(count, out = %out.display(), "feedback exported");
         return Ok(());
     }
-    let source: Box<dyn ModelSource> = match &cli.model {
-        Some(dir) => Box::new(DirSource::new(dir)),
-        None => anyhow::bail!("no model to serve: pass --model DIR"),
+    let source: Box<dyn ModelSource> = match (&cli.model, &cli.registry) {
+        (Some(dir), _) => Box::new(DirSource::new(dir)),
+        (None, Some(uri)) => {
+            Box::new(RegistrySource::open(uri, &cli.model_name, &cli.alias, &cli.cache)?)
+        }
+        (None, None) => anyhow::bail!("no model to serve: pass --model DIR or --registry URI"),
     };
     serve(&cli, source)
 }

@@ -51,6 +51,44 @@ impl ModelSource for DirSource {
     }
 }
 
+/// A registry alias, pulled (and verified file by file) into a local cache directory.
+#[derive(Debug)]
+pub struct RegistrySource {
+    registry: Box<dyn registry_client::Registry>,
+    uri: String,
+    model: String,
+    alias: String,
+    cache: PathBuf,
+}
+
+impl RegistrySource {
+    /// Serves whatever version `alias` of `model` points at in the registry at `uri`.
+    pub fn open(uri: &str, model: &str, alias: &str, cache: &Path) -> anyhow::Result<Self> {
+        let registry = registry_client::open(uri, registry_client::Token::from_env())?;
+        Ok(Self {
+            registry,
+            uri: uri.to_owned(),
+            model: model.to_owned(),
+            alias: alias.to_owned(),
+            cache: cache.to_owned(),
+        })
+    }
+}
+
+impl ModelSource for RegistrySource {
+    fn latest(&mut self) -> anyhow::Result<(String, PathBuf)> {
+        let version = self.registry.resolve_alias(&self.model, &self.alias)?;
+        let dest = self.cache.join(format!("{}-{}", self.model, version.version));
+        let selector = registry_client::Selector::Version(version.version.clone());
+        let pulled = self.registry.pull(&self.model, &selector, &dest)?;
+        Ok((format!("{}:{}", self.model, pulled.version.version), pulled.dest))
+    }
+
+    fn describe(&self) -> String {
+        format!("registry:{}#{}@{}", self.uri, self.model, self.alias)
+    }
+}
+
 /// Loads the source's current version into the predictor if it is new; returns whether a
 /// model was installed.
 pub fn refresh(
