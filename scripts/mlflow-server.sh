@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 venv=${MLFLOW_VENV:-target/mlflow-venv}
 state=${MLFLOW_STATE:-target/mlflow-state}
-mlflow_spec=${MLFLOW_SPEC:-mlflow}
+mlflow_spec=${MLFLOW_SPEC:-mlflow==3.17.2}
 timeout=${MLFLOW_START_TIMEOUT:-180}
 
 log() { printf 'mlflow-server: %s\n' "$*" >&2; }
