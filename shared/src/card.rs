@@ -163,6 +163,10 @@ pub struct TrainingSettings {
     pub train_limit: Option<usize>,
     /// Random distortions of training images.
     pub augmentation: Augmentation,
+    /// Directories of extra training images (IDX `train-images-idx3-ubyte` and
+    /// `train-labels-idx1-ubyte`, such as exported user corrections), added to the training set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_data: Vec<std::path::PathBuf>,
 }
 
 impl TrainingSettings {

@@ -156,6 +156,29 @@ impl Dataset {
     }
 }
 
+/// Reads extra training images from `dir` (`train-images-idx3-ubyte` and
+/// `train-labels-idx1-ubyte`, raw or gzip) and fingerprints them. There is no recorded checksum
+/// to hold them to; the card records the digests they had.
+pub fn load_extra(dir: &Path) -> Result<(LabelledImages, Vec<DataFingerprint>)> {
+    let mut arrays = Vec::with_capacity(2);
+    let mut fingerprints = Vec::with_capacity(2);
+    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"] {
+        let path = locate(dir, name)?;
+        let bytes = idx::read_maybe_gzip(&path)?;
+        let array = idx::parse_idx(&bytes, &path)?;
+        fingerprints.push(DataFingerprint {
+            dataset: format!("extra:{}", dir.display()),
+            file: name.to_owned(),
+            sha256: sha256_hex(&bytes),
+            items: array.dims.first().copied().unwrap_or(0),
+        });
+        arrays.push((array, path));
+    }
+    let (labels, labels_path) = arrays.pop().ok_or_else(|| Error::MissingFile { dir: dir.to_owned(), name: "labels".into() })?;
+    let (images, images_path) = arrays.pop().ok_or_else(|| Error::MissingFile { dir: dir.to_owned(), name: "images".into() })?;
+    Ok((idx::labelled(images, &images_path, labels, &labels_path)?, fingerprints))
+}
+
 /// Finds `name` or `name.gz` in `dir`.
 pub fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
     [dir.join(name), dir.join(format!("{name}.gz"))]

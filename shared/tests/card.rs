@@ -33,6 +33,7 @@ fn card() -> ModelCard {
             dropout: 0.1,
             train_limit: Some(1000),
             augmentation: Augmentation::default(),
+            extra_data: vec!["feedback-export".into()],
         },
         metrics: Metrics { test_accuracy: test.accuracy, test_loss: 0.5, train_loss: 0.4, test },
         data: vec![DataFingerprint {

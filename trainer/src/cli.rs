@@ -110,6 +110,10 @@ pub struct Overrides {
     /// Turn augmentation off.
     #[arg(long)]
     pub no_augmentation: bool,
+    /// Add the training images in DIR (train-images-idx3-ubyte + train-labels-idx1-ubyte, as
+    /// `ml-ui export-feedback` writes them); repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub extra_data: Vec<PathBuf>,
 }
 
 impl Overrides {
@@ -136,6 +140,7 @@ impl Overrides {
         if self.no_augmentation {
             s.augmentation.enabled = false;
         }
+        s.extra_data.extend(self.extra_data.iter().cloned());
         s.validate().map_err(anyhow::Error::msg)?;
         Ok(s)
     }

@@ -142,6 +142,12 @@ pub fn train(
     if let Some(limit) = settings.train_limit {
         data.train.truncate(limit);
     }
+    for dir in &settings.extra_data {
+        let (extra, fingerprints) = shared::dataset::load_extra(dir)?;
+        data.train.extend(&extra).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        data.fingerprints.extend(fingerprints);
+        tracing::info!(dir = %dir.display(), images = extra.len(), "extra training data added");
+    }
     if (data.train.rows, data.train.cols) != (FRAME_SIDE, FRAME_SIDE) {
         anyhow::bail!(
             "images are {}x{}, the networks need {FRAME_SIDE}x{FRAME_SIDE}",

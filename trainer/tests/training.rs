@@ -165,3 +165,40 @@ fn bad_input_is_refused_before_training_with_a_clear_message() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("model.json"));
 }
+
+#[test]
+fn extra_training_data_is_added_and_fingerprinted() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("corrections");
+    std::fs::create_dir(&extra).unwrap();
+    let data = shared::dataset::Dataset::load(
+        &support::mnist_dir(),
+        &shared::dataset::DatasetSpec::mnist(),
+    )
+    .unwrap();
+    shared::idx::write_idx(
+        &extra.join("train-images-idx3-ubyte"),
+        &[50, 28, 28],
+        &data.test.pixels[..50 * 784],
+    )
+    .unwrap();
+    shared::idx::write_idx(&extra.join("train-labels-idx1-ubyte"), &[50], &data.test.labels[..50])
+        .unwrap();
+
+    let mut settings = support::quick_settings(500, 1);
+    settings.extra_data = vec![extra.clone()];
+    let outcome = support::train_into(settings.clone(), &dir.path().join("model")).unwrap();
+    let extra_prints: Vec<_> =
+        outcome.card.data.iter().filter(|f| f.dataset.starts_with("extra:")).collect();
+    assert_eq!(extra_prints.len(), 2);
+    assert!(extra_prints.iter().all(|f| f.items == 50));
+    assert_eq!(outcome.card.training.extra_data, vec![extra.clone()]);
+    // 500 + 50 images, in batches of 128: five steps per epoch, all of them seen.
+    let seen = outcome.epochs[0].samples_per_second * outcome.epochs[0].seconds;
+    assert!((seen - 550.0).abs() < 1.0, "trained on {seen} images");
+
+    std::fs::remove_file(extra.join("train-labels-idx1-ubyte")).unwrap();
+    let err = support::train_into(settings, &dir.path().join("model2")).unwrap_err();
+    assert!(format!("{err:#}").contains("train-labels-idx1-ubyte"), "{err:#}");
+    assert!(!dir.path().join("model2").exists());
+}
