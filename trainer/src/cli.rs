@@ -37,6 +37,8 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Fetch a data set into the cache, verifying every file's checksum.
     Fetch(FetchArgs),
+    /// Compare a candidate model with the registry: Markdown review, charts, metrics report.
+    Report(crate::report::ReportArgs),
 }
 
 /// Arguments of `trainer train`.

@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod git;
 pub mod output;
 pub mod progress;
+pub mod report;
 pub mod schedule;
 pub mod summary;
 pub mod tracking;

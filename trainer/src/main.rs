@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train(&args),
         Command::Evaluate(args) => evaluate(&args),
         Command::Fetch(args) => fetch(&args),
+        Command::Report(args) => trainer::report::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
