@@ -108,7 +108,7 @@ run_test_jobs() {
     for entry in "${entries[@]}"; do
         child=${entry%%:*} job=${entry#*:}
         echo "-- $child: $job"
-        gcl --file "$child/.gitlab-ci.yml" --shell-executor-no-image --no-artifacts-to-source \
+        gcl --file "$child/.gitlab-ci.yml" --force-shell-executor --no-artifacts-to-source \
             --variable PARENT_PIPELINE_SOURCE=merge_request_event \
             --variable CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" \
             --variable CARGO_TARGET_DIR="$root/target" "$job"
