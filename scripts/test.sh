@@ -18,6 +18,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+step "delivery: pipeline files against GitLab's schema, gitlab-ci-local, Kubernetes overlays"
+CHECK_DELIVERY_JOBS=none ./scripts/check-delivery.sh
+
 step "browser for the end-to-end tests"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

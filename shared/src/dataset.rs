@@ -174,8 +174,12 @@ pub fn load_extra(dir: &Path) -> Result<(LabelledImages, Vec<DataFingerprint>)> 
         });
         arrays.push((array, path));
     }
-    let (labels, labels_path) = arrays.pop().ok_or_else(|| Error::MissingFile { dir: dir.to_owned(), name: "labels".into() })?;
-    let (images, images_path) = arrays.pop().ok_or_else(|| Error::MissingFile { dir: dir.to_owned(), name: "images".into() })?;
+    let (labels, labels_path) = arrays
+        .pop()
+        .ok_or_else(|| Error::MissingFile { dir: dir.to_owned(), name: "labels".into() })?;
+    let (images, images_path) = arrays
+        .pop()
+        .ok_or_else(|| Error::MissingFile { dir: dir.to_owned(), name: "images".into() })?;
     Ok((idx::labelled(images, &images_path, labels, &labels_path)?, fingerprints))
 }
 
