@@ -1,6 +1,7 @@
 // The drawing pad: pointer input (mouse, touch, pen), undo and clear, and predictions that
 // follow the drawing. Strokes are kept in CSS pixels and redrawn at the screen's pixel ratio,
-// so the picture is sharp and the coordinates right on high-DPI screens.
+// so the picture is sharp and the coordinates right on high-DPI screens. The bitmap fills the
+// canvas's content box, inside its border: sizes and positions are measured from there.
 "use strict";
 
 (() => {
@@ -20,14 +21,13 @@
   let last = null;
 
   function penWidth() {
-    return Math.max(4, canvas.getBoundingClientRect().width / 14);
+    return Math.max(4, canvas.clientWidth / 14);
   }
 
   function resize() {
-    const rect = canvas.getBoundingClientRect();
     const ratio = window.devicePixelRatio || 1;
-    canvas.width = Math.round(rect.width * ratio);
-    canvas.height = Math.round(rect.height * ratio);
+    canvas.width = Math.round(canvas.clientWidth * ratio);
+    canvas.height = Math.round(canvas.clientHeight * ratio);
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     redraw();
   }
@@ -57,7 +57,10 @@
 
   function position(event) {
     const rect = canvas.getBoundingClientRect();
-    return { x: event.clientX - rect.left, y: event.clientY - rect.top };
+    return {
+      x: event.clientX - rect.left - canvas.clientLeft,
+      y: event.clientY - rect.top - canvas.clientTop,
+    };
   }
 
   canvas.addEventListener("pointerdown", (event) => {
@@ -93,6 +96,9 @@
   }
 
   function reset(message) {
+    // An answer still on its way is for a drawing that is gone.
+    clearTimeout(timer);
+    sequence++;
     digitEl.textContent = "?";
     statusEl.textContent = message;
     feedbackEl.hidden = true;

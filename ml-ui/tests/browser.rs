@@ -159,16 +159,45 @@ async fn browser(driver: &Chromedriver, profile: &std::path::Path) -> Client {
         .unwrap_or_else(|e| panic!("opening a Chromium session: {e}"))
 }
 
-/// Records, for [`wait_for_answer`], whether the page started a prediction after the last
-/// pointer went up, and which kinds of pointer drew.
+/// Instruments the page: whether it started a prediction after the last pointer went up (for
+/// [`wait_for_answer`]), which kinds of pointer drew and where the last one went down, and a
+/// fetch that can be held back and counts the answers the page has read.
 const WATCH: &str = r#"
-    const lab = window.__lab = { busySinceUp: false, pointerTypes: [] };
-    document.getElementById("pad")
-        .addEventListener("pointerdown", (e) => lab.pointerTypes.push(e.pointerType), true);
+    const lab = window.__lab =
+        { busySinceUp: false, pointerTypes: [], down: null, hold: false, held: [], read: 0 };
+    document.getElementById("pad").addEventListener("pointerdown", (e) => {
+        lab.pointerTypes.push(e.pointerType);
+        lab.down = { x: e.clientX, y: e.clientY };
+    }, true);
     document.addEventListener("pointerup", () => { lab.busySinceUp = false; }, true);
     new MutationObserver(() => {
         if (document.body.dataset.state === "busy") lab.busySinceUp = true;
     }).observe(document.body, { attributes: true, attributeFilter: ["data-state"] });
+    const realFetch = window.fetch.bind(window);
+    window.fetch = (...args) => {
+        const go = () => realFetch(...args).then((response) => {
+            const json = response.json.bind(response);
+            response.json = () => json().then((body) => { lab.read++; return body; });
+            return response;
+        });
+        return lab.hold ? new Promise((resolve) => lab.held.push(() => resolve(go()))) : go();
+    };
+"#;
+
+/// Where the ink of a single dot lies, minus where the pointer went down, in CSS pixels of the
+/// pad's content box; and the pad's bitmap width, and its content width in device pixels.
+const DOT_OFFSET: &str = r#"
+    const c = document.getElementById("pad");
+    const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0, sx = 0, sy = 0;
+    for (let i = 3; i < data.length; i += 4) {
+        if (data[i] < 128) continue;
+        const p = (i - 3) / 4;
+        n++; sx += p % c.width + 0.5; sy += Math.floor(p / c.width) + 0.5;
+    }
+    const r = c.getBoundingClientRect(), k = c.width / c.clientWidth, d = window.__lab.down;
+    const x = d.x - r.left - c.clientLeft, y = d.y - r.top - c.clientTop;
+    return [sx / n / k - x, sy / n / k - y, c.width, c.clientWidth * devicePixelRatio];
 "#;
 
 /// Moves along `stroke` with the pointer down, as `source` (a mouse or a finger).
@@ -189,17 +218,23 @@ where
     source.then(PointerAction::Up { button: MOUSE_BUTTON_LEFT })
 }
 
-/// Waits for the page's answer to the drawing as it is now and returns the digit shown.
-async fn wait_for_answer(client: &Client) -> anyhow::Result<String> {
+/// Polls `script` until it returns true.
+async fn wait_until(client: &Client, script: &str, what: &str) -> anyhow::Result<()> {
     let started = Instant::now();
-    let check = r#"return window.__lab.busySinceUp && document.body.dataset.state === "ready";"#;
-    while client.execute(check, vec![]).await? != json!(true) {
+    while client.execute(script, vec![]).await? != json!(true) {
         if started.elapsed() > ANSWER_TIMEOUT {
             let status = client.find(Locator::Id("status")).await?.text().await?;
-            anyhow::bail!("no answer after {ANSWER_TIMEOUT:?}; the page says {status:?}");
+            anyhow::bail!("{what}: not after {ANSWER_TIMEOUT:?}; the page says {status:?}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    Ok(())
+}
+
+/// Waits for the page's answer to the drawing as it is now and returns the digit shown.
+async fn wait_for_answer(client: &Client) -> anyhow::Result<String> {
+    let answered = r#"return window.__lab.busySinceUp && document.body.dataset.state === "ready";"#;
+    wait_until(client, answered, "an answer").await?;
     Ok(client.find(Locator::Id("digit")).await?.text().await?)
 }
 
@@ -226,72 +261,137 @@ async fn console(driver: &Chromedriver, client: &Client) -> anyhow::Result<Vec<V
     answer["value"].as_array().cloned().with_context(|| format!("log answer {answer}"))
 }
 
+/// Draws `path` with the mouse.
+async fn draw(client: &Client, canvas: &Canvas, path: &[Point]) -> anyhow::Result<()> {
+    let mouse = stroke(MouseActions::new("mouse".into()), &canvas.element, canvas.size, path);
+    client.perform_actions(mouse).await?;
+    Ok(client.release_actions().await?)
+}
+
+/// The drawing pad and its size in CSS pixels.
+struct Canvas {
+    element: Element,
+    size: (f64, f64),
+}
+
+/// Opens the page and checks the pad's backing store follows the screen's pixel ratio.
+async fn open(client: &Client, url: &str) -> anyhow::Result<Canvas> {
+    client.goto(&format!("{url}/")).await?;
+    let idle = Locator::Css("body[data-state=idle]");
+    client.wait().at_most(ANSWER_TIMEOUT).for_element(idle).await?;
+    client.execute(WATCH, vec![]).await?;
+    let element = client.find(Locator::Id("pad")).await?;
+    let (_, _, width, height) = element.rectangle().await?;
+    Ok(Canvas { element, size: (width, height) })
+}
+
+/// Regression: the bitmap was sized, and pointer positions measured, from the canvas's border
+/// box, so on a canvas with a border the ink landed up to the border's width off the pointer.
+/// A dot near each corner must be inked where the pointer went down, and the bitmap must have
+/// one pixel per device pixel of the content box.
+async fn ink_lands_under_the_pointer(client: &Client, canvas: &Canvas) -> anyhow::Result<()> {
+    for corner in [(0.08, 0.08), (0.92, 0.92)] {
+        clear(client).await?;
+        draw(client, canvas, &[corner]).await?;
+        let found = client.execute(DOT_OFFSET, vec![]).await?;
+        let off = |i: usize| found[i].as_f64().map_or(f64::INFINITY, f64::abs);
+        ensure!(found[2] == found[3], "bitmap width {} for {} device pixels", found[2], found[3]);
+        ensure!(off(0) <= 0.5 && off(1) <= 0.5, "a dot at {corner:?} is inked {found} away");
+    }
+    Ok(())
+}
+
+/// Regression: Clear did not discard an answer on its way, so an answer for the cleared
+/// drawing showed up on the empty pad, ready to be sent as feedback. Requests are held back by
+/// the instrumented fetch until Clear has been pressed.
+async fn clear_discards_a_pending_answer(client: &Client, canvas: &Canvas) -> anyhow::Result<()> {
+    clear(client).await?;
+    client.execute("window.__lab.hold = true;", vec![]).await?;
+    draw(client, canvas, &one()).await?;
+    let pending = "return window.__lab.held.length > 0 && document.body.dataset.state === 'busy';";
+    wait_until(client, pending, "a prediction under way").await?;
+    clear(client).await?;
+    let release = "const l = window.__lab; l.hold = false; const n = l.read + l.held.length; \
+                   l.held.splice(0).forEach((go) => go()); return n;";
+    let read = client.execute(release, vec![]).await?;
+    wait_until(client, &format!("return window.__lab.read >= {read};"), "the answers read").await?;
+    let page = "return [document.body.dataset.state, document.getElementById('digit').textContent, \
+                document.getElementById('feedback').hidden];";
+    let page = client.execute(page, vec![]).await?;
+    ensure!(page == json!(["idle", "?", true]), "after Clear, a late answer showed: {page}");
+    Ok(())
+}
+
+/// A 0, a 1 and a 7 drawn with the mouse as the prediction follows the drawing; an extra
+/// stroke taken back with Undo; the 7 again with live predictions off and the Predict button.
+async fn mouse_digits(client: &Client, canvas: &Canvas) -> anyhow::Result<()> {
+    for (expected, path) in [("0", zero()), ("1", one()), ("7", seven())] {
+        clear(client).await?;
+        draw(client, canvas, &path).await?;
+        let shown = wait_for_answer(client).await?;
+        ensure!(shown == expected, "drew a {expected} with the mouse, the page shows {shown}");
+    }
+
+    draw(client, canvas, &[(0.3, 0.5), (0.5, 0.5), (0.7, 0.5)]).await?;
+    wait_for_answer(client).await?;
+    client.find(Locator::Id("undo")).await?.click().await?;
+    let shown = wait_for_answer(client).await?;
+    ensure!(shown == "7", "after undoing a stroke across the 7, the page shows {shown}");
+
+    clear(client).await?;
+    client.find(Locator::Id("live")).await?.click().await?;
+    draw(client, canvas, &seven()).await?;
+    client.find(Locator::Id("predict")).await?.click().await?;
+    let shown = wait_for_answer(client).await?;
+    client.find(Locator::Id("live")).await?.click().await?;
+    ensure!(shown == "7", "drew a 7 and pressed Predict, the page shows {shown}");
+    Ok(())
+}
+
+/// Confirms the 7 shown with its feedback button and finds the correction stored.
+async fn feedback(client: &Client, server: &support::TestServer) -> anyhow::Result<()> {
+    let version = server.state.predictor.current().context("no model")?.version.clone();
+    client.find(Locator::Css("#feedback button[data-label=\"7\"]")).await?.click().await?;
+    let saved = Locator::Css("body[data-feedback=saved]");
+    client.wait().at_most(ANSWER_TIMEOUT).for_element(saved).await?;
+    let items = FeedbackStore::open(&server.feedback_dir)?.items()?;
+    ensure!(items.len() == 1, "{} feedback items stored, expected 1", items.len());
+    let item = &items[0];
+    let right = item.label == 7 && item.predicted == Some(7);
+    ensure!(right && item.model_version.as_ref() == Some(&version), "stored feedback {item:?}");
+    Ok(())
+}
+
+/// A 1 dragged with a finger draws, and the page, taller than the window, does not scroll.
+async fn touch(client: &Client, canvas: &Canvas) -> anyhow::Result<()> {
+    clear(client).await?;
+    let top = "scrollTo(0, 0); return document.documentElement.scrollHeight > innerHeight;";
+    ensure!(client.execute(top, vec![]).await? == true, "the page must be taller than the window");
+    let finger = stroke(TouchActions::new("finger".into()), &canvas.element, canvas.size, &one());
+    client.perform_actions(finger).await?;
+    client.release_actions().await?;
+    let shown = wait_for_answer(client).await?;
+    ensure!(shown == "1", "drew a 1 with a finger, the page shows {shown}");
+    let scrolled = client.execute("return scrollY;", vec![]).await?;
+    ensure!(scrolled == 0, "the touch drag scrolled the page to {scrolled}");
+    let types = client.execute("return window.__lab.pointerTypes;", vec![]).await?;
+    let touched = types.as_array().and_then(|t| t.last()).is_some_and(|t| t == "touch");
+    ensure!(touched, "pointer types seen by the pad: {types}");
+    Ok(())
+}
+
 /// Everything the page is checked for, in one browser session.
 async fn exercise(
     driver: &Chromedriver,
     client: &Client,
     server: &support::TestServer,
 ) -> anyhow::Result<()> {
-    client.goto(&format!("{}/", server.url)).await?;
-    client
-        .wait()
-        .at_most(ANSWER_TIMEOUT)
-        .for_element(Locator::Css("body[data-state=idle]"))
-        .await?;
-    client.execute(WATCH, vec![]).await?;
-    let canvas = client.find(Locator::Id("pad")).await?;
-    let (_, _, width, height) = canvas.rectangle().await?;
-    let size = (width, height);
-
-    let digits: [(&str, Vec<Point>); 3] = [("0", zero()), ("1", one()), ("7", seven())];
-    for (i, (expected, path)) in digits.iter().enumerate() {
-        if i > 0 {
-            clear(client).await?;
-        }
-        let mouse = stroke(MouseActions::new("mouse".into()), &canvas, size, path);
-        client.perform_actions(mouse).await?;
-        client.release_actions().await?;
-        let shown = wait_for_answer(client).await?;
-        ensure!(shown == *expected, "drew a {expected} with the mouse, the page shows {shown}");
-    }
-
-    // The answer to the 7 is right; say so anyway, and find the correction stored.
-    let version = server.state.predictor.current().context("no model")?.version.clone();
-    client.find(Locator::Css("#feedback button[data-label=\"7\"]")).await?.click().await?;
-    client
-        .wait()
-        .at_most(ANSWER_TIMEOUT)
-        .for_element(Locator::Css("body[data-feedback=saved]"))
-        .await?;
-    let items = FeedbackStore::open(&server.feedback_dir)?.items()?;
-    ensure!(items.len() == 1, "{} feedback items stored, expected 1", items.len());
-    let item = &items[0];
-    ensure!(
-        item.label == 7
-            && item.predicted == Some(7)
-            && item.model_version.as_ref() == Some(&version),
-        "stored feedback {item:?}"
-    );
-
-    // A finger dragged down the canvas draws; the page, taller than the window, stays put.
-    clear(client).await?;
-    let scrolled =
-        "scrollTo(0, 0); return [scrollY, document.documentElement.scrollHeight, innerHeight];";
-    let before = client.execute(scrolled, vec![]).await?;
-    ensure!(
-        before[0] == 0 && before[1].as_f64() > before[2].as_f64(),
-        "the page must scroll: {before}"
-    );
-    let finger = stroke(TouchActions::new("finger".into()), &canvas, size, &one());
-    client.perform_actions(finger).await?;
-    client.release_actions().await?;
-    let shown = wait_for_answer(client).await?;
-    ensure!(shown == "1", "drew a 1 with a finger, the page shows {shown}");
-    let after = client.execute("return scrollY;", vec![]).await?;
-    ensure!(after == 0, "the touch drag scrolled the page to {after}");
-    let types = client.execute("return window.__lab.pointerTypes;", vec![]).await?;
-    ensure!(types == json!(["mouse", "mouse", "mouse", "touch"]), "pointer types {types}");
-
+    let canvas = open(client, &server.url).await?;
+    ink_lands_under_the_pointer(client, &canvas).await?;
+    clear_discards_a_pending_answer(client, &canvas).await?;
+    mouse_digits(client, &canvas).await?;
+    feedback(client, server).await?;
+    touch(client, &canvas).await?;
     let severe: Vec<Value> =
         console(driver, client).await?.into_iter().filter(|e| e["level"] == "SEVERE").collect();
     ensure!(severe.is_empty(), "errors in the browser console: {severe:#?}");
