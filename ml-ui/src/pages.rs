@@ -104,7 +104,7 @@ fn ModelPanel(model: Option<ModelInfo>) -> impl IntoView {
                 <dt>"Trained"</dt><dd>{m.created_at.format("%Y-%m-%d %H:%M UTC").to_string()}</dd>
                 <dt>"Commit"</dt><dd><code>{commit}</code>{dirty}</dd>
                 <dt>"Network"</dt><dd>{format!("{} v{}, {} parameters", m.architecture, m.architecture_version, m.parameters)}</dd>
-                <dt>"From"</dt><dd>{m.source.clone()}</dd>
+                <dt>"From"</dt><dd>{m.source}</dd>
             </dl>
         </section>
     }

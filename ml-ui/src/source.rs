@@ -79,7 +79,7 @@ impl ModelSource for RegistrySource {
     fn latest(&mut self) -> anyhow::Result<(String, PathBuf)> {
         let version = self.registry.resolve_alias(&self.model, &self.alias)?;
         let dest = self.cache.join(format!("{}-{}", self.model, version.version));
-        let selector = registry_client::Selector::Version(version.version.clone());
+        let selector = registry_client::Selector::Version(version.version);
         let pulled = self.registry.pull(&self.model, &selector, &dest)?;
         Ok((format!("{}:{}", self.model, pulled.version.version), pulled.dest))
     }
