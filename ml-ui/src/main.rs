@@ -56,8 +56,9 @@ struct Cli {
     feedback_dir: PathBuf,
 
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "ML_UI_MAX_BODY_BYTES", default_value_t = 4 << 20)]
-    max_body_bytes: usize,
+    #[arg(long, env = "ML_UI_MAX_BODY_BYTES", default_value_t = 4 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=(256 << 20)))]
+    max_body_bytes: u64,
 
     /// Log format: readable text or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -112,7 +113,7 @@ async fn serve(cli: &Cli, source: Box<dyn ModelSource>) -> anyhow::Result<()> {
     let feedback = Arc::new(FeedbackStore::open(&cli.feedback_dir).with_context(|| {
         format!("opening the feedback directory {}", cli.feedback_dir.display())
     })?);
-    let limits = Limits { body_bytes: cli.max_body_bytes, ..Limits::default() };
+    let limits = Limits { body_bytes: usize::try_from(cli.max_body_bytes)?, ..Limits::default() };
     ml_ui::source::watch(
         source,
         predictor.clone(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shared::Model;
-use shared::card::CARD_FILE;
+use shared::card::{CARD_FILE, WEIGHTS_FILE};
 
 use crate::inference::{Predictor, ServedModel};
 use crate::metrics::Metrics;
@@ -35,14 +35,21 @@ impl DirSource {
 }
 
 impl ModelSource for DirSource {
+    /// The version names the digest of both the card and the weights, so replacing either
+    /// file is a new version (and a refused version is retried once its files change).
     fn latest(&mut self) -> anyhow::Result<(String, PathBuf)> {
-        let card = std::fs::read(self.dir.join(CARD_FILE))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", self.dir.join(CARD_FILE).display()))?;
+        let mut digest = String::new();
+        for file in [CARD_FILE, WEIGHTS_FILE] {
+            let path = self.dir.join(file);
+            let bytes =
+                std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            digest.push_str(&shared::dataset::sha256_hex(&bytes));
+        }
         let name = self
             .dir
             .file_name()
             .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-        let digest = shared::dataset::sha256_hex(&card);
+        let digest = shared::dataset::sha256_hex(digest.as_bytes());
         Ok((format!("{name}@{}", &digest[..12]), self.dir.clone()))
     }
 
@@ -123,7 +130,14 @@ pub fn refresh(
             true
         }
         Err(e) => {
-            tracing::error!(%version, error = %e, "new model refused; the current one keeps serving");
+            match current {
+                Some(serving) => {
+                    tracing::error!(%version, %serving, error = %e, "new model refused; the current one keeps serving")
+                }
+                None => {
+                    tracing::error!(%version, error = %e, "model refused; nothing is served until a valid one appears")
+                }
+            }
             *refused = Some(version);
             false
         }
@@ -149,4 +163,28 @@ pub fn watch(
         })
         .map(drop)
         .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the model watcher"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regression_replacing_only_the_weights_is_a_new_version() {
+        // Versions were once the digest of the card alone: new weights under an unchanged card
+        // were never noticed, and a version refused while half-copied was never retried.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let write = |file: &str, text: &str| {
+            std::fs::write(dir.path().join(file), text).unwrap_or_else(|e| panic!("{e}"))
+        };
+        write(CARD_FILE, "card");
+        write(WEIGHTS_FILE, "weights one");
+        let mut source = DirSource::new(dir.path());
+        let first = source.latest().unwrap_or_else(|e| panic!("{e}")).0;
+        write(WEIGHTS_FILE, "weights two");
+        let second = source.latest().unwrap_or_else(|e| panic!("{e}")).0;
+        assert_ne!(first, second);
+        std::fs::remove_file(dir.path().join(WEIGHTS_FILE)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(source.latest().is_err());
+    }
 }

@@ -382,3 +382,38 @@ async fn the_openapi_document_describes_every_api_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn regression_feedback_bounds_its_fields_and_content_type_is_parsed_like_predict() {
+    let f = ready();
+    let pixels = vec![0.5f32; 784];
+    let long = json!({ "pixels": pixels, "label": 3, "model_version": "A".repeat(4_000) });
+    let (status, _, _) =
+        send(&f.app, post("/api/feedback", "application/json", long.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a 4 kB version string was stored");
+    let not_a_digit = json!({ "pixels": pixels, "label": 3, "predicted": 99 });
+    let (status, _, _) =
+        send(&f.app, post("/api/feedback", "application/json", not_a_digit.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "predicted 99 was stored");
+    let ok = json!({ "pixels": pixels, "label": 3 }).to_string();
+    let (status, _, _) =
+        send(&f.app, post("/api/feedback", "Application/JSON; charset=utf-8", ok.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, _) = send(&f.app, post("/api/feedback", "application/jsonx", ok)).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn regression_odd_methods_get_json_405_and_share_one_metrics_series() {
+    let f = ready();
+    for method in ["M1", "M2", "DELETE"] {
+        let request =
+            Request::builder().method(method).uri("/api/predict").body(Body::empty()).unwrap();
+        let (status, _, body) = send(&f.app, request).await;
+        assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+    let (_, _, body) = send(&f.app, get("/metrics")).await;
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains(r#"method="other",status="405"} 2"#), "{text}");
+    assert!(!text.contains("M1"), "{text}");
+}

@@ -35,6 +35,10 @@ const NOISE_FLOOR: f32 = 0.08;
 /// Ink at or above this (after stretching) defines strokes: their bounding box and width.
 const STROKE_LEVEL: f32 = 0.5;
 
+/// Largest side, in pixels, at which strokes are measured and adjusted: ten times the 20-pixel
+/// box is fine enough for stroke widths and keeps the work small whatever the picture's size.
+const WORKING_SIDE: usize = 200;
+
 /// Stroke width range, in pixels of the 20-pixel box, that MNIST's digits mostly fall in;
 /// pens outside it are brought to its nearer end.
 const STROKE_WIDTH: (f32, f32) = (1.8, 3.6);
@@ -113,8 +117,15 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::UndecodableImage(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(Error::UndecodableImage("the bytes are not a known image format".into()));
+    match reader.format() {
+        None => {
+            return Err(Error::UndecodableImage("the bytes are not a known image format".into()));
+        }
+        // The JPEG decoder fills a cut-off picture with grey instead of failing.
+        Some(image::ImageFormat::Jpeg) if !has_jpeg_end(bytes) => {
+            return Err(Error::UndecodableImage("truncated JPEG: no end-of-image marker".into()));
+        }
+        Some(_) => {}
     }
     let (width, height) = reader.into_dimensions().map_err(decode_error)?;
     if width > limits.max_side || height > limits.max_side {
@@ -134,6 +145,12 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage> {
     reader.decode().map_err(decode_error)
 }
 
+/// Whether JPEG bytes end with the end-of-image marker (allowing a little trailing padding).
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(64)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
 fn decode_error(e: ImageError) -> Error {
     match e {
         ImageError::Limits(l) => Error::ImageTooLarge(l.to_string()),
@@ -145,7 +162,9 @@ fn decode_error(e: ImageError) -> Error {
 /// Brings the digit of a decoded picture into a [`Frame`].
 pub fn frame_from_image(image: &DynamicImage) -> Result<Frame> {
     let rgba = image.to_rgba8();
-    let mut ink = InkMap::from_rgba(&rgba)?;
+    let ink = InkMap::from_rgba(&rgba)?;
+    let bbox = ink.stroke_box().ok_or(Error::EmptyDrawing)?;
+    let mut ink = ink.working_copy(bbox);
     let bbox = ink.stroke_box().ok_or(Error::EmptyDrawing)?;
     let scale = BOX_SIDE / bbox.long_side() as f32;
     ink.adjust_stroke_width(scale);
@@ -227,6 +246,33 @@ impl InkMap {
             b.bottom = b.bottom.max(y);
         }
         bbox
+    }
+
+    /// The ink around `bbox`, with a margin for thickening strokes, reduced by an integer
+    /// factor (averaging blocks) until its long side is at most [`WORKING_SIDE`], and stretched
+    /// back to full contrast so that thin strokes survive the averaging.
+    fn working_copy(&self, bbox: BoundingBox) -> InkMap {
+        let factor = bbox.long_side().div_ceil(WORKING_SIDE).max(1);
+        let margin = 8 * factor;
+        let (left, top) = (bbox.left.saturating_sub(margin), bbox.top.saturating_sub(margin));
+        let right = (bbox.right + margin).min(self.width - 1);
+        let bottom = (bbox.bottom + margin).min(self.height - 1);
+        let width = (right - left + 1).div_ceil(factor);
+        let height = (bottom - top + 1).div_ceil(factor);
+        let mut ink = vec![0f32; width * height];
+        for y in top..=bottom {
+            let row = (y - top) / factor * width;
+            for x in left..=right {
+                ink[row + (x - left) / factor] += self.ink[y * self.width + x];
+            }
+        }
+        let peak = ink.iter().copied().fold(0.0, f32::max);
+        if peak > 0.0 {
+            for v in &mut ink {
+                *v /= peak;
+            }
+        }
+        InkMap { width, height, ink }
     }
 
     /// Estimated stroke width in pixels of this picture: twice the stroke area over its

@@ -228,3 +228,28 @@ fn direct_pixels_are_validated() {
     ));
     assert!(shared::preprocess::frame_from_pixels(&[0.5; 784]).is_ok());
 }
+
+#[test]
+fn regression_a_large_sparse_picture_is_measured_at_working_resolution() {
+    // Two dots in the corners of a 2048x2048 picture once made the stroke filter run with a
+    // radius of about 90 pixels over four million pixels: seconds of CPU per request.
+    let mut image = image::GrayImage::from_pixel(2048, 2048, Luma([255]));
+    image.put_pixel(0, 0, Luma([0]));
+    image.put_pixel(2047, 2047, Luma([0]));
+    let processed = frame(&encode(&DynamicImage::ImageLuma8(image), ImageFormat::Png));
+    assert!(processed.intensities().iter().any(|&v| v > 0.5));
+}
+
+#[test]
+fn regression_a_truncated_jpeg_is_refused_not_guessed() {
+    let (digit, _) = &digits(1)[0];
+    let big =
+        redraw(digit, &CanvasStyle { background: Some([255, 255, 255]), ..Default::default() });
+    let jpeg = encode(
+        &DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(big).to_rgb8()),
+        ImageFormat::Jpeg,
+    );
+    assert!(preprocess(&jpeg, DecodeLimits::default()).is_ok());
+    let cut = preprocess(&jpeg[..jpeg.len() / 2], DecodeLimits::default());
+    assert!(matches!(cut, Err(Error::UndecodableImage(_))), "{cut:?}");
+}

@@ -73,8 +73,9 @@ fn move_into_place(staged: &Path, dest: &Path, replace: bool) -> anyhow::Result<
     std::fs::rename(dest, &old).with_context(|| format!("moving aside {}", dest.display()))?;
     std::fs::rename(staged, dest)
         .with_context(|| format!("moving output to {}", dest.display()))?;
-    std::fs::remove_dir_all(&old)
-        .with_context(|| format!("removing the previous {}", dest.display()))
+    let removed =
+        if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };
+    removed.with_context(|| format!("removing the previous {}", dest.display()))
 }
 
 /// Whether `path` exists as anything but an empty directory.
@@ -121,6 +122,21 @@ mod tests {
         std::fs::write(staged.path().join("new"), "2")?;
         staged.commit()?;
         assert!(!dest.join("old").exists());
+        assert_eq!(std::fs::read_to_string(dest.join("new"))?, "2");
+        assert_eq!(std::fs::read_dir(root.path())?.count(), 1, "leftovers next to the output");
+        Ok(())
+    }
+
+    #[test]
+    fn regression_replacing_a_plain_file_leaves_no_leftovers() -> anyhow::Result<()> {
+        // The old destination was removed as a directory, which failed for a plain file and
+        // left it next to the new model.
+        let root = tempfile::tempdir()?;
+        let dest = root.path().join("afile");
+        std::fs::write(&dest, "not a directory")?;
+        let staged = StagedDir::new(&dest, true)?;
+        std::fs::write(staged.path().join("new"), "2")?;
+        staged.commit()?;
         assert_eq!(std::fs::read_to_string(dest.join("new"))?, "2");
         assert_eq!(std::fs::read_dir(root.path())?.count(), 1, "leftovers next to the output");
         Ok(())

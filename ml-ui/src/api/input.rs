@@ -30,15 +30,19 @@ pub enum Picture {
     Pixels(Vec<f32>),
 }
 
-/// Reads a picture from `body` according to the request's content type.
-pub fn picture_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Picture, ApiError> {
-    let content_type = headers
+/// The media type of a request (`Content-Type` without parameters, lower case).
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .ok_or_else(|| {
-            ApiError::UnsupportedMediaType("a Content-Type header is required".into())
-        })?;
+}
+
+/// Reads a picture from `body` according to the request's content type.
+pub fn picture_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Picture, ApiError> {
+    let content_type = media_type(headers).ok_or_else(|| {
+        ApiError::UnsupportedMediaType("a Content-Type header is required".into())
+    })?;
     match content_type.as_str() {
         "application/json" => {
             let json: PictureJson = serde_json::from_slice(body)

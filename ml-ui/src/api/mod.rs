@@ -5,7 +5,7 @@ pub mod error;
 pub mod input;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared::DecodeLimits;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::feedback::FeedbackStore;
 use crate::inference::{Prediction, Predictor};
@@ -39,6 +40,9 @@ impl Default for Limits {
         Self { body_bytes: 4 << 20, decode: DecodeLimits::default() }
     }
 }
+
+/// Longest a request may take, body upload included: slow clients are cut off with 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -67,6 +71,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }
@@ -79,7 +85,11 @@ async fn record(State(state): State<AppState>, request: Request, next: Next) -> 
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let method = request.method().to_string();
+    // Only standard methods become label values, so clients cannot create series at will.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
     let response = next.run(request).await;
     state.metrics.request(
         &route,
@@ -110,11 +120,19 @@ async fn style() -> Response {
 
 /// Reads the whole body, refusing more than the limit.
 async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|_| ApiError::TooLarge(format!("the request body exceeds {limit} bytes")))
+    axum::body::to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|e| {
+        let too_long =
+            std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"));
+        if too_long || e.to_string().contains("length limit") {
+            ApiError::TooLarge(format!("the request body exceeds {limit} bytes"))
+        } else {
+            ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        }
+    })
 }
+
+/// Longest model version a correction may name.
+const MAX_VERSION_LEN: usize = 200;
 
 async fn predict(
     State(state): State<AppState>,
@@ -154,13 +172,19 @@ async fn feedback(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.limits.body_bytes).await?;
-    let content_type =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.starts_with("application/json") {
+    if input::media_type(&headers).as_deref() != Some("application/json") {
         return Err(ApiError::UnsupportedMediaType("feedback must be application/json".into()));
     }
     let request: FeedbackRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    if request.predicted.is_some_and(|p| usize::from(p) >= shared::CLASSES) {
+        return Err(ApiError::BadRequest("\"predicted\" must be a digit 0-9".into()));
+    }
+    if request.model_version.as_ref().is_some_and(|v| v.len() > MAX_VERSION_LEN) {
+        return Err(ApiError::BadRequest(format!(
+            "\"model_version\" is longer than {MAX_VERSION_LEN} bytes"
+        )));
+    }
     let label =
         u8::try_from(request.label).ok().filter(|l| usize::from(*l) < shared::CLASSES).ok_or_else(
             || ApiError::BadRequest(format!("label {} is not a digit 0-9", request.label)),
@@ -200,6 +224,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     response
+}
+
+async fn method_not_allowed() -> Response {
+    let body = json!({ "error": { "code": "method_not_allowed", "message": "this route does not take that method" } });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 async fn not_found() -> Response {
