@@ -180,7 +180,7 @@ def main():
         header += [f"**Measured under load:** {env['under_load']}", ""]
     header += [
         "## Machine and versions", "",
-        f"- measured: {env.get('date')}",
+        f"- measured: {env.get('date')}, at commit {env.get('commit', 'unknown')}",
         f"- CPU: {env.get('cpu')}, {env.get('cores')} cores; memory {env.get('memory')}",
         f"- OS: {env.get('os')}",
         f"- Rust: {env.get('rustc')}; candle {env.get('candle')}",

@@ -161,6 +161,7 @@ json.dump({
     "os": platform.platform(), "rustc": run("rustc", "--version"), "candle": candle,
     "python": platform.python_version(), "torch": torch.__version__, "fastapi": fastapi.__version__,
     "uvicorn": uvicorn.__version__, "wrk": run("wrk", "--version") or "wrk",
+    "commit": run("git", "log", "-1", "--format=%h %s"),
     "threads": int(sys.argv[2]), "under_load": sys.argv[3], "commands": sys.argv[4:],
     "train_note": "Seconds count the optimisation steps of each epoch (no evaluation). Ours trains "
         "with trainer/config.toml (batch 128, AdamW one-cycle, augmentation on); the reference "
