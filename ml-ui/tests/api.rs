@@ -23,21 +23,8 @@ fn model_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = tempfile::tempdir().unwrap().keep();
-        let mut settings = trainer::config::load(
-            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../trainer/config.toml"),
-        )
-        .unwrap();
-        settings.architecture = shared::Architecture::Small;
-        settings.train_limit = Some(3_000);
-        settings.epochs = 1;
-        let request = trainer::train::TrainRequest {
-            settings,
-            data_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/mnist"),
-            out_dir: root.join("small"),
-            replace: false,
-            source_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        };
-        trainer::train::train(&request, &mut ()).unwrap().dir
+        let settings = trainer::testing::quick_settings(3_000, 1);
+        trainer::testing::train_into(settings, &root.join("small")).unwrap().dir
     })
 }
 

@@ -11,5 +11,6 @@ pub mod progress;
 pub mod report;
 pub mod schedule;
 pub mod summary;
+pub mod testing;
 pub mod tracking;
 pub mod train;

@@ -1,7 +1,7 @@
 //! Helpers shared by the end-to-end tests: a trained model, MNIST test digits, and the real
 //! server listening on a free loopback port.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -11,61 +11,15 @@ use ml_ui::inference::Predictor;
 use ml_ui::metrics::Metrics;
 use ml_ui::source::{DirSource, ModelSource, refresh};
 use ml_ui::{AppState, Limits};
-use shared::TrainingSettings;
 use shared::dataset::{Dataset, DatasetSpec};
-use trainer::train::{TrainOutcome, TrainRequest, train};
-
-/// The repository's shipped MNIST.
-pub fn mnist_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")
-}
+pub use trainer::testing::{
+    default_model, default_settings, mnist_dir, quick_settings, train_into,
+};
 
 /// The shipped MNIST, loaded once per test binary.
 pub fn mnist() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
     DATA.get_or_init(|| Dataset::load(&mnist_dir(), &DatasetSpec::mnist()).expect("shipped MNIST"))
-}
-
-/// The committed default training settings.
-pub fn default_settings() -> TrainingSettings {
-    trainer::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../trainer/config.toml"))
-        .expect("committed trainer config")
-}
-
-/// Settings for a quick run: the small network on the first `images` training images.
-pub fn quick_settings(images: usize, epochs: usize) -> TrainingSettings {
-    let mut s = default_settings();
-    s.architecture = shared::Architecture::Small;
-    s.train_limit = Some(images);
-    s.epochs = epochs;
-    s
-}
-
-/// Trains into `out` with the shipped data.
-pub fn train_into(settings: TrainingSettings, out: &Path) -> anyhow::Result<TrainOutcome> {
-    let request = TrainRequest {
-        settings,
-        data_dir: mnist_dir(),
-        out_dir: out.to_owned(),
-        replace: false,
-        source_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-    };
-    train(&request, &mut ())
-}
-
-/// A model trained with the committed default settings: the one in `DIGIT_LAB_TEST_MODEL` when
-/// the test command has trained it already, otherwise trained here once per test binary.
-pub fn default_model() -> &'static Path {
-    static MODEL: OnceLock<PathBuf> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("DIGIT_LAB_TEST_MODEL") {
-            return PathBuf::from(dir);
-        }
-        let root = tempfile::tempdir().expect("temporary directory").keep();
-        let out = root.join("model");
-        train_into(default_settings(), &out).expect("training the default model");
-        out
-    })
 }
 
 /// Copies the card and weights of the model in `from` into `to` (created if needed), weights
