@@ -50,7 +50,7 @@ impl FeedbackStore {
         label: u8,
         predicted: Option<u8>,
         model_version: Option<String>,
-    ) -> shared::Result<String> {
+    ) -> anyhow::Result<String> {
         let now = chrono::Utc::now();
         let id = format!(
             "{}-{}-{}",
@@ -65,8 +65,7 @@ impl FeedbackStore {
             frame: base64::engine::general_purpose::STANDARD.encode(frame.to_mnist()),
             created_at: now,
         };
-        let json =
-            serde_json::to_vec(&item).map_err(|e| shared::Error::InvalidPixels(e.to_string()))?;
+        let json = serde_json::to_vec(&item)?;
         shared::fsutil::write_atomic(&self.dir.join(format!("{id}.json")), &json)?;
         Ok(id)
     }

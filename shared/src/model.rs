@@ -1,6 +1,6 @@
 //! A trained model on disk (`model.json` + `model.safetensors`) loaded for inference.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
@@ -42,11 +42,6 @@ impl Model {
         let probabilities = self.net.probabilities(&input)?.to_vec2::<f32>()?;
         Ok(probabilities.into_iter().map(|row| row.try_into().unwrap_or([0.0; CLASSES])).collect())
     }
-}
-
-/// The paths a model directory must contain.
-pub fn model_files(dir: &Path) -> [PathBuf; 2] {
-    [dir.join(CARD_FILE), dir.join(WEIGHTS_FILE)]
 }
 
 /// A normalised `(batch, 28, 28, 1)` input tensor from frames.
