@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod preprocess;
+pub mod runtime;
 
 pub use card::{ModelCard, Normalisation, TrainingSettings};
 pub use error::{Error, Result};

@@ -4,39 +4,60 @@
 use rand::{Rng, RngExt};
 use shared::card::Augmentation;
 
-/// Writes a randomly distorted copy of `image` (`side x side` bytes) into `out` as intensities
-/// in 0..=1. With augmentation disabled the copy is exact.
-pub fn distort(
-    image: &[u8],
-    side: usize,
-    settings: &Augmentation,
-    rng: &mut impl Rng,
-    out: &mut [f32],
-) {
-    if !settings.enabled {
-        for (o, &p) in out.iter_mut().zip(image) {
-            *o = f32::from(p) / 255.0;
-        }
-        return;
-    }
-    let mut symmetric = |limit: f32| {
-        if limit > 0.0 { rng.random_range(-limit..=limit) } else { 0.0 }
-    };
-    let angle = symmetric(settings.max_rotation_degrees).to_radians();
-    let scale = 1.0 + symmetric(settings.max_scale);
-    let (shift_x, shift_y) =
-        (symmetric(settings.max_shift_pixels), symmetric(settings.max_shift_pixels));
+/// One random affine distortion: a rotation and a scale about the frame's centre, then a shift.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Distortion {
+    /// Rotation, in radians.
+    angle: f32,
+    /// Scale factor.
+    scale: f32,
+    /// Shift along x and y, in pixels.
+    shift: (f32, f32),
+}
 
-    // Map each output pixel back to the source: undo the shift, the rotation and the scale.
-    let (sin, cos) = angle.sin_cos();
-    let centre = (side as f32 - 1.0) / 2.0;
-    for y in 0..side {
-        for x in 0..side {
-            let dx = x as f32 - centre - shift_x;
-            let dy = y as f32 - centre - shift_y;
-            let sx = (cos * dx + sin * dy) / scale + centre;
-            let sy = (-sin * dx + cos * dy) / scale + centre;
-            out[y * side + x] = bilinear(image, side, sx, sy);
+impl Distortion {
+    /// Draws a distortion within `settings`' ranges; `None` when augmentation is disabled.
+    /// Sampling is separate from [`Distortion::apply`] so that a batch can draw its
+    /// distortions in order from one seeded stream and apply them in parallel.
+    pub fn sample(settings: &Augmentation, rng: &mut impl Rng) -> Option<Self> {
+        if !settings.enabled {
+            return None;
+        }
+        let mut symmetric = |limit: f32| {
+            if limit > 0.0 { rng.random_range(-limit..=limit) } else { 0.0 }
+        };
+        let angle = symmetric(settings.max_rotation_degrees).to_radians();
+        let scale = 1.0 + symmetric(settings.max_scale);
+        let shift = (symmetric(settings.max_shift_pixels), symmetric(settings.max_shift_pixels));
+        Some(Self { angle, scale, shift })
+    }
+
+    /// Writes the distorted `image` (`side x side` bytes) into `out` as intensities in 0..=1.
+    pub fn apply(&self, image: &[u8], side: usize, out: &mut [f32]) {
+        // Map each output pixel back to the source: undo the shift, the rotation and the scale.
+        let (sin, cos) = self.angle.sin_cos();
+        let centre = (side as f32 - 1.0) / 2.0;
+        for y in 0..side {
+            for x in 0..side {
+                let dx = x as f32 - centre - self.shift.0;
+                let dy = y as f32 - centre - self.shift.1;
+                let sx = (cos * dx + sin * dy) / self.scale + centre;
+                let sy = (-sin * dx + cos * dy) / self.scale + centre;
+                out[y * side + x] = bilinear(image, side, sx, sy);
+            }
+        }
+    }
+}
+
+/// Writes `image` (`side x side` bytes), distorted by `distortion` if there is one, into `out`
+/// as intensities in 0..=1.
+pub fn render(image: &[u8], side: usize, distortion: Option<&Distortion>, out: &mut [f32]) {
+    match distortion {
+        Some(d) => d.apply(image, side, out),
+        None => {
+            for (o, &p) in out.iter_mut().zip(image) {
+                *o = f32::from(p) / 255.0;
+            }
         }
     }
 }
@@ -60,6 +81,16 @@ fn bilinear(image: &[u8], side: usize, x: f32, y: f32) -> f32 {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    fn distort(
+        image: &[u8],
+        side: usize,
+        settings: &Augmentation,
+        rng: &mut impl Rng,
+        out: &mut [f32],
+    ) {
+        render(image, side, Distortion::sample(settings, rng).as_ref(), out);
+    }
 
     #[test]
     fn disabled_augmentation_copies_exactly() {

@@ -12,6 +12,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, SGD};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use shared::card::{
     ArchitectureRef, CARD_FILE, CARD_FORMAT, InputSpec, METRICS_FILE, Metrics, ModelCard,
@@ -21,7 +22,7 @@ use shared::dataset::{Dataset, DatasetSpec};
 use shared::metrics::Evaluation;
 use shared::{Architecture, DigitNet, FRAME_SIDE, TrainingSettings};
 
-use crate::augment::distort;
+use crate::augment::{Distortion, render};
 use crate::evaluate::evaluate;
 use crate::output::StagedDir;
 use crate::progress::Progress;
@@ -65,6 +66,10 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Training images per second.
     pub samples_per_second: f64,
+    /// Wall time from the start of the run to the end of this epoch's evaluation, in seconds:
+    /// data loading, every step and every evaluation so far.
+    #[serde(default)]
+    pub elapsed_seconds: f64,
 }
 
 /// Receives each epoch's figures as training goes, for live experiment tracking.
@@ -165,7 +170,7 @@ pub fn train(
     );
 
     let (vars, net) = initialise(settings.architecture, settings.seed)?;
-    let mut trainer = Loop::new(settings, &data, &vars, net)?;
+    let mut trainer = Loop::new(settings, &data, &vars, net, started)?;
     let mut metrics_file = std::fs::File::create(staged.path().join(METRICS_FILE))?;
     let mut epochs = Vec::with_capacity(settings.epochs);
     let mut last_test = None;
@@ -310,6 +315,7 @@ struct Loop<'a> {
     step: usize,
     total_steps: usize,
     progress: Progress,
+    run_started: Instant,
 }
 
 impl<'a> Loop<'a> {
@@ -318,6 +324,7 @@ impl<'a> Loop<'a> {
         data: &'a Dataset,
         vars: &[(String, Var)],
         net: DigitNet,
+        run_started: Instant,
     ) -> anyhow::Result<Self> {
         let steps_per_epoch = data.train.len().div_ceil(settings.batch_size);
         Ok(Self {
@@ -333,6 +340,7 @@ impl<'a> Loop<'a> {
             step: 0,
             total_steps: steps_per_epoch * settings.epochs,
             progress: Progress::detect(),
+            run_started,
         })
     }
 
@@ -377,6 +385,7 @@ impl<'a> Loop<'a> {
             learning_rate: lr,
             seconds,
             samples_per_second: seen as f64 / seconds,
+            elapsed_seconds: self.run_started.elapsed().as_secs_f64(),
         };
         Ok((figures, test))
     }
@@ -399,19 +408,18 @@ impl<'a> Loop<'a> {
 
     fn distorted_batch(&mut self, batch: &[usize]) -> anyhow::Result<Tensor> {
         let pixels = FRAME_SIDE * FRAME_SIDE;
+        let distortions: Vec<Option<Distortion>> = batch
+            .iter()
+            .map(|_| Distortion::sample(&self.settings.augmentation, &mut self.augment_rng))
+            .collect();
+        let (images, normalisation) = (&self.data.train, self.normalisation);
         let mut values = vec![0f32; batch.len() * pixels];
-        for (out, &i) in values.chunks_exact_mut(pixels).zip(batch) {
-            distort(
-                self.data.train.image(i),
-                FRAME_SIDE,
-                &self.settings.augmentation,
-                &mut self.augment_rng,
-                out,
-            );
-        }
-        for v in &mut values {
-            *v = self.normalisation.apply(*v);
-        }
+        values.par_chunks_exact_mut(pixels).zip(batch).zip(&distortions).for_each(
+            |((out, &i), distortion)| {
+                render(images.image(i), FRAME_SIDE, distortion.as_ref(), out);
+                out.iter_mut().for_each(|v| *v = normalisation.apply(*v));
+            },
+        );
         Ok(Tensor::from_vec(values, (batch.len(), FRAME_SIDE, FRAME_SIDE, 1), &Device::Cpu)?)
     }
 

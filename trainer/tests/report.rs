@@ -64,6 +64,7 @@ fn epochs() -> Vec<EpochMetrics> {
             learning_rate: 0.001,
             seconds: 60.0,
             samples_per_second: 1000.0,
+            elapsed_seconds: 61.0 * (i + 1) as f64,
         })
         .collect()
 }

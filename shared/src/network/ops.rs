@@ -4,9 +4,13 @@
 //! slow on CPUs, and computes an input gradient even for the image itself. Here a convolution is
 //! written as "gather patches, then one matrix multiply": [`patches`] turns every output
 //! position into a row of its receptive field (im2col), the multiply runs on candle's tuned
-//! GEMM, and the backward pass of the gather is a scatter-add (col2im). Max pooling gets the
-//! same treatment. Both ops are verified against candle's reference operations in the tests.
+//! GEMM, and the backward pass of the gather is a scatter-add (col2im). [`conv2d`] fuses the
+//! gather, the multiply and the bias into one op whose backward pass computes exactly the
+//! gradients that training needs: none for the image, no zero-filled buffers to accumulate
+//! patch gradients into, and the bias gradient as a plain column sum. Max pooling gets the
+//! same treatment. All ops are verified against candle's reference operations in the tests.
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -15,6 +19,26 @@ use rayon::prelude::*;
 /// The last dimension is ordered (row, column, channel) of the patch.
 pub fn patches(x: &Tensor, kernel: usize, padding: usize) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd_if_constant(Im2Col { kernel, padding })
+}
+
+/// A convolution with bias of a `(batch, height, width, channels)` tensor, padded by `padding`
+/// zeros on each side: `weight` is `(filters, kernel * kernel * channels)` with each row ordered
+/// like a row of [`patches`], `bias` is `(filters)`, and the result is
+/// `(batch, out_h, out_w, filters)`.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    kernel: usize,
+    padding: usize,
+) -> candle_core::Result<Tensor> {
+    let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
+    let op = Conv(Im2Col { kernel, padding });
+    if x.track_op() || weight.track_op() || bias.track_op() {
+        x.apply_op3(&weight, &bias, op)
+    } else {
+        x.apply_op3_no_bwd(&weight, &bias, &op)
+    }
 }
 
 /// 2x2 max pooling with stride 2 of a `(batch, height, width, channels)` tensor; odd trailing
@@ -137,6 +161,17 @@ impl Geometry {
     }
 }
 
+/// The patch rows of every image of `input`, one image after another.
+fn gather(input: &[f32], g: &Geometry) -> Vec<f32> {
+    let mut out = vec![0f32; g.batch * g.patches_len()];
+    out.par_chunks_mut(g.patches_len().max(1))
+        .zip(input.par_chunks(g.image_len().max(1)))
+        .for_each(|(rows, image)| {
+            g.for_each_run(|r, i, n| rows[r..r + n].copy_from_slice(&image[i..i + n]));
+        });
+    out
+}
+
 impl CustomOp1 for Im2Col {
     fn name(&self) -> &'static str {
         "im2col-nhwc"
@@ -149,14 +184,8 @@ impl CustomOp1 for Im2Col {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(storage, layout, self.name())?;
         let g = Geometry::new(*self, layout.shape())?;
-        let mut out = vec![0f32; g.batch * g.patches_len()];
-        out.par_chunks_mut(g.patches_len().max(1))
-            .zip(input.par_chunks(g.image_len().max(1)))
-            .for_each(|(rows, image)| {
-                g.for_each_run(|r, i, n| rows[r..r + n].copy_from_slice(&image[i..i + n]));
-            });
         let shape = Shape::from((g.batch, g.out_h, g.out_w, g.row_len()));
-        Ok((CpuStorage::F32(out), shape))
+        Ok((CpuStorage::F32(gather(input, &g)), shape))
     }
 
     fn bwd(
@@ -204,6 +233,122 @@ impl CustomOp1 for Col2Im {
                 });
             });
         Ok((CpuStorage::F32(out), Shape::from((g.batch, g.height, g.width, g.channels))))
+    }
+}
+
+/// Patches times transposed weights plus bias, as one op; see [`conv2d`].
+#[derive(Debug, Clone, Copy)]
+struct Conv(Im2Col);
+
+impl CustomOp3 for Conv {
+    fn name(&self) -> &'static str {
+        "conv2d-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(self.0, x_layout.shape())?;
+        let (filters, row_len) = weight_layout.shape().dims2()?;
+        if row_len != g.row_len() {
+            candle_core::bail!(
+                "conv2d: weight rows hold {row_len} values, patches of {}x{}x{} hold {}",
+                g.kernel,
+                g.kernel,
+                g.channels,
+                g.row_len()
+            );
+        }
+        let bias = contiguous_f32(bias, bias_layout, self.name())?;
+        if bias.len() != filters {
+            candle_core::bail!("conv2d: {} biases for {filters} filters", bias.len());
+        }
+        let rows = g.batch * g.out_h * g.out_w;
+        let shape = Shape::from((g.batch, g.out_h, g.out_w, filters));
+        if rows == 0 || filters == 0 {
+            return Ok((CpuStorage::F32(Vec::new()), shape));
+        }
+        let patches = CpuStorage::F32(gather(contiguous_f32(x, x_layout, self.name())?, &g));
+        let product = patches.matmul(
+            weight,
+            (1, rows, filters, row_len),
+            &Layout::contiguous((rows, row_len)),
+            &weight_layout.transpose(0, 1)?,
+        )?;
+        let CpuStorage::F32(mut out) = product else {
+            candle_core::bail!("conv2d: only f32 tensors are supported");
+        };
+        out.par_chunks_mut(filters * 256).for_each(|block| {
+            for row in block.chunks_exact_mut(filters) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+        });
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let filters = weight.dim(0)?;
+        let rows = grad_res.elem_count() / filters.max(1);
+        let grad = grad_res.detach().contiguous()?.reshape((rows, filters))?;
+        let patches = x.detach().apply_op1_no_bwd(&self.0)?.reshape((rows, ()))?;
+        let grad_weight = grad.t()?.matmul(&patches)?;
+        let grad_bias = grad.apply_op1_no_bwd(&ColumnSums)?;
+        // The input gradient costs as much as the forward pass; the image needs none.
+        let grad_x = if x.track_op() {
+            let grad_patches = grad.matmul(&weight.detach())?;
+            let geometry = Geometry::new(self.0, x.shape())?;
+            Some(grad_patches.apply_op1_no_bwd(&Col2Im(geometry))?)
+        } else {
+            None
+        };
+        Ok((grad_x, Some(grad_weight), Some(grad_bias)))
+    }
+}
+
+/// Sums the rows of a `(rows, columns)` tensor into `(columns)`, in a fixed order so that
+/// training stays reproducible.
+struct ColumnSums;
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "column-sums"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, columns) = layout.shape().dims2()?;
+        let values = contiguous_f32(storage, layout, self.name())?;
+        let block_sums: Vec<Vec<f32>> = values
+            .par_chunks((columns * 1024).max(1))
+            .map(|block| {
+                let mut sums = vec![0f32; columns];
+                for row in block.chunks_exact(columns) {
+                    sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                }
+                sums
+            })
+            .collect();
+        let mut sums = vec![0f32; columns];
+        for block in &block_sums {
+            sums.iter_mut().zip(block).for_each(|(s, v)| *s += v);
+        }
+        Ok((CpuStorage::F32(sums), Shape::from(columns)))
     }
 }
 
@@ -376,6 +521,63 @@ mod tests {
     }
 
     #[test]
+    fn fused_convolution_matches_candle_conv2d_with_bias_forward_and_backward() {
+        let dev = Device::Cpu;
+        for (batch, side, cin, cout, kernel, padding) in
+            [(3, 9, 2, 4, 5, 2), (2, 7, 3, 5, 3, 0), (1, 14, 16, 32, 5, 0)]
+        {
+            let x = Var::randn(0f32, 1., (batch, side, side, cin), &dev).unwrap();
+            let w = Var::randn(0f32, 1., (cout, kernel * kernel * cin), &dev).unwrap();
+            let b = Var::randn(0f32, 1., cout, &dev).unwrap();
+            let ours = conv2d(&x, &w, &b, kernel, padding).unwrap();
+
+            let w_ref =
+                w.reshape((cout, kernel, kernel, cin)).unwrap().permute((0, 3, 1, 2)).unwrap();
+            let reference =
+                nchw(&x).conv2d(&w_ref.contiguous().unwrap(), padding, 1, 1, 1).unwrap();
+            let reference = reference
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .broadcast_add(&b.reshape((1, 1, 1, cout)).unwrap())
+                .unwrap();
+            assert_eq!(ours.dims(), reference.dims());
+            // Sums of up to 400 products of unit normals: compare relative to their size.
+            assert!(max_diff(&ours, &reference) < 10.0 * TOLERANCE);
+
+            let weights = Tensor::randn(0f32, 1., ours.shape(), &dev).unwrap();
+            let g_ours = (&ours * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_ref = (&reference * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            for var in [&x, &w, &b] {
+                let (a, b) = (g_ours.get(var).unwrap(), g_ref.get(var).unwrap());
+                let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+                let scale: f32 = scale.to_scalar::<f32>().unwrap().max(1.0);
+                assert!(
+                    max_diff(a, b) < TOLERANCE * scale,
+                    "gradient differs by {} (largest {scale})",
+                    max_diff(a, b)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fused_convolution_of_a_constant_image_trains_only_its_weights() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1., (2, 8, 8, 1), &dev).unwrap();
+        let w = Var::randn(0f32, 1., (4, 9), &dev).unwrap();
+        let b = Var::zeros(4, DType::F32, &dev).unwrap();
+        let y = conv2d(&x, &w, &b, 3, 1).unwrap();
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(&x).is_none());
+        // Every output position adds its bias once.
+        let grad_b: Vec<f32> = grads.get(&b).unwrap().to_vec1().unwrap();
+        assert_eq!(grad_b, vec![2.0 * 8.0 * 8.0; 4]);
+        assert!(
+            !conv2d(&x, &w.as_tensor().detach(), &b.as_tensor().detach(), 3, 1).unwrap().track_op()
+        );
+    }
+
+    #[test]
     fn max_pooling_matches_candle_reductions_forward_and_backward() {
         // The reference is pooling written as reshapes and `max` reductions, whose gradient
         // goes to the maximum. candle's `max_pool2d` is not used: its backward pass divides
@@ -412,5 +614,12 @@ mod tests {
         assert!(patches(&Tensor::ones((1, 3, 3, 1), DType::F32, &dev).unwrap(), 5, 0).is_err());
         assert!(patches(&Tensor::ones((1, 6, 6, 1), DType::F64, &dev).unwrap(), 3, 0).is_err());
         assert!(max_pool_2x2(&Tensor::ones((6, 6), DType::F32, &dev).unwrap()).is_err());
+        let x = Tensor::ones((1, 6, 6, 2), DType::F32, &dev).unwrap();
+        let w = Tensor::ones((3, 9), DType::F32, &dev).unwrap();
+        let b = Tensor::ones(3, DType::F32, &dev).unwrap();
+        assert!(conv2d(&x, &w, &b, 3, 0).is_err(), "weight rows must match the patches");
+        let w = Tensor::ones((3, 18), DType::F32, &dev).unwrap();
+        assert!(conv2d(&x, &w, &b.narrow(0, 0, 2).unwrap(), 3, 0).is_err());
+        assert_eq!(conv2d(&x, &w, &b, 3, 0).unwrap().dims(), &[1, 4, 4, 3]);
     }
 }
