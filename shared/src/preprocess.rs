@@ -37,7 +37,7 @@ const STROKE_LEVEL: f32 = 0.5;
 
 /// Largest side, in pixels, at which strokes are measured and adjusted: ten times the 20-pixel
 /// box is fine enough for stroke widths and keeps the work small whatever the picture's size.
-const WORKING_SIDE: usize = 200;
+const WORKING_SIDE: usize = 80;
 
 /// Stroke width range, in pixels of the 20-pixel box, that MNIST's digits mostly fall in;
 /// pens outside it are brought to its nearer end.
@@ -161,10 +161,17 @@ fn decode_error(e: ImageError) -> Error {
 
 /// Brings the digit of a decoded picture into a [`Frame`].
 pub fn frame_from_image(image: &DynamicImage) -> Result<Frame> {
-    let rgba = image.to_rgba8();
-    let ink = InkMap::from_rgba(&rgba)?;
-    let bbox = ink.stroke_box().ok_or(Error::EmptyDrawing)?;
-    let mut ink = ink.working_copy(bbox);
+    let converted;
+    let rgba = match image {
+        DynamicImage::ImageRgba8(rgba) => rgba,
+        other => {
+            converted = other.to_rgba8();
+            &converted
+        }
+    };
+    let raw = RawInk::from_rgba(rgba)?;
+    let bbox = raw.stroke_box().ok_or(Error::EmptyDrawing)?;
+    let mut ink = raw.working_copy(bbox);
     let bbox = ink.stroke_box().ok_or(Error::EmptyDrawing)?;
     let scale = BOX_SIDE / bbox.long_side() as f32;
     ink.adjust_stroke_width(scale);
@@ -172,7 +179,94 @@ pub fn frame_from_image(image: &DynamicImage) -> Result<Frame> {
     Ok(place(&ink.scaled_crop(bbox)))
 }
 
-/// Per-pixel ink in 0..=1 of a picture.
+/// Per-pixel ink of a whole picture as bytes, before any scaling: 0 is background.
+struct RawInk {
+    width: usize,
+    height: usize,
+    ink: Vec<u8>,
+    /// The strongest ink anywhere.
+    peak: u8,
+}
+
+impl RawInk {
+    /// Measures ink against transparency or, for opaque pictures, against the border colour.
+    /// A picture without ink is an error.
+    fn from_rgba(rgba: &RgbaImage) -> Result<Self> {
+        let (width, height) = (rgba.width() as usize, rgba.height() as usize);
+        let pixels = rgba.as_raw().chunks_exact(4);
+        let alpha: Vec<u8> = pixels.clone().map(|p| p[3]).collect();
+        let alpha_min = alpha.iter().copied().min().unwrap_or(0);
+        let alpha_max = alpha.iter().copied().max().unwrap_or(0);
+        let ink = if alpha_max.saturating_sub(alpha_min) > 127 {
+            alpha
+        } else {
+            let [r, g, b] = border_colour(rgba);
+            pixels.map(|p| p[0].abs_diff(r).max(p[1].abs_diff(g)).max(p[2].abs_diff(b))).collect()
+        };
+        let peak = ink.iter().copied().max().unwrap_or(0);
+        if f32::from(peak) / 255.0 < MIN_CONTRAST {
+            return Err(Error::EmptyDrawing);
+        }
+        Ok(Self { width, height, ink, peak })
+    }
+
+    /// The box around all stroke pixels (ink at [`STROKE_LEVEL`] of the peak or more).
+    fn stroke_box(&self) -> Option<BoundingBox> {
+        let level = (STROKE_LEVEL * f32::from(self.peak)).ceil() as u8;
+        let mut bbox: Option<BoundingBox> = None;
+        for (y, row) in self.ink.chunks_exact(self.width.max(1)).enumerate() {
+            // Most rows of a drawing are empty; a maximum is a fast way to skip them.
+            if row.iter().copied().max().unwrap_or(0) < level {
+                continue;
+            }
+            let Some(left) = row.iter().position(|&v| v >= level) else {
+                continue;
+            };
+            let right = row.iter().rposition(|&v| v >= level).unwrap_or(left);
+            let b = bbox.get_or_insert(BoundingBox { left, top: y, right, bottom: y });
+            b.left = b.left.min(left);
+            b.right = b.right.max(right);
+            b.bottom = y;
+        }
+        bbox
+    }
+
+    /// The ink around `bbox`, with a margin for thickening strokes, stretched to full contrast
+    /// with noise dropped, and reduced by an integer factor (averaging blocks) until its long
+    /// side is at most [`WORKING_SIDE`]; then stretched again so that thin strokes survive the
+    /// averaging.
+    fn working_copy(&self, bbox: BoundingBox) -> InkMap {
+        let stretch = 1.0 / f32::from(self.peak.max(1));
+        let levels: [f32; 256] = std::array::from_fn(|v| {
+            let level = v as f32 * stretch;
+            if level < NOISE_FLOOR { 0.0 } else { level }
+        });
+        let factor = bbox.long_side().div_ceil(WORKING_SIDE).max(1);
+        let margin = 8 * factor;
+        let (left, top) = (bbox.left.saturating_sub(margin), bbox.top.saturating_sub(margin));
+        let right = (bbox.right + margin).min(self.width - 1);
+        let bottom = (bbox.bottom + margin).min(self.height - 1);
+        let width = (right - left + 1).div_ceil(factor);
+        let height = (bottom - top + 1).div_ceil(factor);
+        let mut ink = vec![0f32; width * height];
+        for y in top..=bottom {
+            let out = &mut ink[(y - top) / factor * width..][..width];
+            let row = &self.ink[y * self.width + left..=y * self.width + right];
+            for (block, values) in out.iter_mut().zip(row.chunks(factor)) {
+                *block += values.iter().map(|&v| levels[usize::from(v)]).sum::<f32>();
+            }
+        }
+        let peak = ink.iter().copied().fold(0.0, f32::max);
+        if peak > 0.0 {
+            for v in &mut ink {
+                *v /= peak;
+            }
+        }
+        InkMap { width, height, ink }
+    }
+}
+
+/// Per-pixel ink in 0..=1 of the working copy of a picture.
 struct InkMap {
     width: usize,
     height: usize,
@@ -203,37 +297,6 @@ impl BoundingBox {
 }
 
 impl InkMap {
-    /// Measures ink against transparency or, for opaque pictures, against the border colour;
-    /// stretches it to full contrast and drops noise. A picture without ink is an error.
-    fn from_rgba(rgba: &RgbaImage) -> Result<Self> {
-        let (width, height) = (rgba.width() as usize, rgba.height() as usize);
-        let pixels = rgba.pixels();
-        let (alpha_min, alpha_max) =
-            pixels.clone().fold((255u8, 0u8), |(lo, hi), p| (lo.min(p[3]), hi.max(p[3])));
-        let mut ink: Vec<f32> = if alpha_max.saturating_sub(alpha_min) > 127 {
-            pixels.map(|p| f32::from(p[3]) / 255.0).collect()
-        } else {
-            let background = border_colour(rgba);
-            pixels
-                .map(|p| {
-                    let d = (0..3).map(|c| p[c].abs_diff(background[c])).max().unwrap_or(0);
-                    f32::from(d) / 255.0
-                })
-                .collect()
-        };
-        let peak = ink.iter().copied().fold(0.0, f32::max);
-        if peak < MIN_CONTRAST {
-            return Err(Error::EmptyDrawing);
-        }
-        for v in &mut ink {
-            *v /= peak;
-            if *v < NOISE_FLOOR {
-                *v = 0.0;
-            }
-        }
-        Ok(Self { width, height, ink })
-    }
-
     /// The box around all stroke pixels, if there are any.
     fn stroke_box(&self) -> Option<BoundingBox> {
         let mut bbox: Option<BoundingBox> = None;
@@ -246,33 +309,6 @@ impl InkMap {
             b.bottom = b.bottom.max(y);
         }
         bbox
-    }
-
-    /// The ink around `bbox`, with a margin for thickening strokes, reduced by an integer
-    /// factor (averaging blocks) until its long side is at most [`WORKING_SIDE`], and stretched
-    /// back to full contrast so that thin strokes survive the averaging.
-    fn working_copy(&self, bbox: BoundingBox) -> InkMap {
-        let factor = bbox.long_side().div_ceil(WORKING_SIDE).max(1);
-        let margin = 8 * factor;
-        let (left, top) = (bbox.left.saturating_sub(margin), bbox.top.saturating_sub(margin));
-        let right = (bbox.right + margin).min(self.width - 1);
-        let bottom = (bbox.bottom + margin).min(self.height - 1);
-        let width = (right - left + 1).div_ceil(factor);
-        let height = (bottom - top + 1).div_ceil(factor);
-        let mut ink = vec![0f32; width * height];
-        for y in top..=bottom {
-            let row = (y - top) / factor * width;
-            for x in left..=right {
-                ink[row + (x - left) / factor] += self.ink[y * self.width + x];
-            }
-        }
-        let peak = ink.iter().copied().fold(0.0, f32::max);
-        if peak > 0.0 {
-            for v in &mut ink {
-                *v /= peak;
-            }
-        }
-        InkMap { width, height, ink }
     }
 
     /// Estimated stroke width in pixels of this picture: twice the stroke area over its
