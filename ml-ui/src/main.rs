@@ -89,6 +89,7 @@ enum LogFormat {
 }
 
 fn main() -> anyhow::Result<()> {
+    tune_runtime();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     if let Some(Command::ExportFeedback { feedback_dir, out }) = &cli.command {
@@ -143,6 +144,18 @@ async fn shutdown() {
     };
     tokio::select! { () = ctrl_c => {}, () = terminate => {} }
     tracing::info!("shutting down");
+}
+
+/// Settings that keep the server fast and small on few cores.
+#[allow(unsafe_code)]
+fn tune_runtime() {
+    // SAFETY: main has not started any thread yet.
+    unsafe { shared::runtime::single_threaded_elementwise_ops() };
+    // mimalloc asks for transparent huge pages on its arenas: under load every thread's
+    // partly used 2 MiB pages add up to twice the resident memory, for no measurable speed.
+    // Best effort: where the kernel refuses, the server only holds more memory.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 
 fn init_logging(format: LogFormat) {

@@ -1,6 +1,8 @@
 //! Reading a picture from a request body: raw image bytes with their content type, or JSON
 //! carrying a data URL or the 784 pixels of a frame. Preprocessing (which decodes) runs on the
-//! blocking pool, never on the async workers.
+//! pool of one thread per core, never on the async workers.
+
+use std::sync::OnceLock;
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -98,10 +100,29 @@ pub async fn frame_of(picture: Picture, limits: DecodeLimits) -> Result<Frame, A
     match picture {
         Picture::Pixels(values) => Ok(shared::preprocess::frame_from_pixels(&values)?),
         Picture::Encoded(bytes) => {
-            tokio::task::spawn_blocking(move || shared::preprocess::preprocess(&bytes, limits))
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            preprocessing_pool().spawn(move || {
+                let _ = reply.send(shared::preprocess::preprocess(&bytes, limits));
+            });
+            answer
                 .await
                 .map_err(|e| ApiError::Internal(format!("preprocessing task failed: {e}")))?
                 .map_err(ApiError::from)
         }
     }
+}
+
+/// The threads that decode and preprocess pictures, one per core. Decoding is pure CPU work:
+/// more at once would not finish sooner, and each decode may hold up to
+/// `DecodeLimits::max_alloc` bytes, so a fixed pool also bounds memory however many requests
+/// arrive together; the allocator's per-thread caches stay few and warm.
+fn preprocessing_pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("preprocess-{i}"))
+            .build()
+            .or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build())
+            .unwrap_or_else(|e| panic!("cannot start a preprocessing thread: {e}"))
+    })
 }
