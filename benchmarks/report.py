@@ -32,15 +32,16 @@ def training(results: Path, side: str, target: float):
     epochs = [r for r in rows if "epoch" in r]
     if not epochs:
         return None
-    elapsed, reached = 0.0, None
+    elapsed, reached, wall = 0.0, None, None
     for e in epochs:
         elapsed += e["seconds"]
         if reached is None and e["test_accuracy"] >= target:
-            reached = elapsed
+            reached, wall = elapsed, e.get("elapsed_seconds")
     return {
         "epochs": epochs,
         "mean_sps": sum(e["samples_per_second"] for e in epochs) / len(epochs),
         "to_target": reached,
+        "wall_to_target": wall,
         "best_accuracy": max(e["test_accuracy"] for e in epochs),
         "peak_rss_mib": peak_rss_mib(results / f"train-{side}.time"),
     }
@@ -78,6 +79,10 @@ def training_section(results: Path, env: dict):
     lines.append(f"| training seconds to 99.0 % test accuracy (lower is better) | "
                  f"{fmt(get(ours, 'to_target'), 1, ' s')} | {fmt(get(ref, 'to_target'), 1, ' s')} | "
                  f"{ratio(get(ours, 'to_target'), get(ref, 'to_target'))} |")
+    lines.append(f"| wall seconds to 99.0 %: data, steps and evaluations (lower is better) | "
+                 f"{fmt(get(ours, 'wall_to_target'), 1, ' s')} | "
+                 f"{fmt(get(ref, 'wall_to_target'), 1, ' s')} | "
+                 f"{ratio(get(ours, 'wall_to_target'), get(ref, 'wall_to_target'))} |")
     lines.append(f"| best test accuracy | {fmt(ours and 100 * ours['best_accuracy'], 2, ' %')} | "
                  f"{fmt(ref and 100 * ref['best_accuracy'], 2, ' %')} | |")
     lines.append(f"| peak resident memory | {fmt(get(ours, 'peak_rss_mib'), 0, ' MiB')} | "
@@ -142,7 +147,7 @@ def targets_section(results: Path):
         return f"| {label} | {measured} | {state} |"
 
     sps = (ours and ref) and ours["mean_sps"] / ref["mean_sps"]
-    to99 = ours and ours["to_target"]
+    to99 = ours and ours["wall_to_target"]
     o64, r64 = serve["ours"].get(64, {}), serve["torch"].get(64, {})
     rps = o64.get("rps") and r64.get("rps") and o64["rps"] / r64["rps"]
     p99 = o64.get("p99_ms")
@@ -152,7 +157,7 @@ def targets_section(results: Path):
     return [
         "## Targets", "", "| target | measured | |", "|---|---:|---|",
         row("training samples/s at least PyTorch's", fmt(sps, 2, "x"), check(sps, lambda v: v >= 1)),
-        row("99.0 % in 60 s or less, default configuration", fmt(to99, 1, " s"),
+        row("99.0 % in 60 s or less (wall time), default configuration", fmt(to99, 1, " s"),
             check(to99, lambda v: v <= 60)),
         row("serving at least 5x the reference's requests/s (concurrency 64)", fmt(rps, 2, "x"),
             check(rps, lambda v: v >= 5)),
