@@ -130,7 +130,7 @@ fi
 # --- in process --------------------------------------------------------------------------------
 if wants criterion; then
   echo "in process: criterion"
-  RAYON_NUM_THREADS=$threads cargo bench --quiet -p shared --bench digits -- \
+  RAYON_NUM_THREADS=$threads CANDLE_NUM_THREADS=1 cargo bench --quiet -p shared --bench digits -- \
     --warm-up-time 1 --measurement-time 3 --noplot 2>&1 | grep -E '^[a-z_]+/|time:' || true
   "$py" - "$target_dir/criterion" >"$out/criterion.json" <<'EOF'
 import json, pathlib, sys

@@ -76,7 +76,24 @@ impl Predictor {
         let models = current.clone();
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || serve_batches(&jobs, &models))
+            .spawn(move || {
+                // The thread is the first worker of its own rayon pool, which runs the forward
+                // passes' parallel loops: they start where the batch is, instead of handing
+                // work to sleeping threads and waiting for them, which costs more than a
+                // single frame's pass.
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .thread_name(|i| format!("inference-{i}"))
+                    .use_current_thread()
+                    .build();
+                let serve = move || serve_batches(&jobs, &models);
+                match pool {
+                    Ok(pool) => pool.install(serve),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no thread pool for inference; using rayon's");
+                        serve();
+                    }
+                }
+            })
             .map(drop)
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the inference thread"));
         Self { current, ready: Arc::new(AtomicBool::new(false)), queue }

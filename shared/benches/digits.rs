@@ -5,7 +5,8 @@
 //! The inputs are MNIST test digits re-drawn as a browser canvas draws them. Weights come from a
 //! fixed pseudo-random stream: the cost of a forward or backward pass does not depend on them.
 //!
-//! Run with `cargo bench -p shared --bench digits`; `scripts/bench.sh` runs it too.
+//! Run with `cargo bench -p shared --bench digits`; `scripts/bench.sh` runs it too (with
+//! `CANDLE_NUM_THREADS=1`, as the binaries set it).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -127,6 +128,12 @@ fn bench_training_step(c: &mut Criterion, digits: &LabelledImages) {
 }
 
 fn benches(c: &mut Criterion) {
+    // As in `trainer` and in ml-ui's inference thread, the calling thread is a worker of the
+    // pool that runs the kernels' parallel loops.
+    rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+        .expect("rayon's pool is not started before the benchmarks");
     let digits = test_digits();
     bench_preprocess(c, &digits);
     bench_inference(c, &digits);

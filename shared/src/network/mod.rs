@@ -230,8 +230,12 @@ impl DigitNet {
     }
 
     /// Class probabilities `(batch, 10)` of normalised frames.
+    ///
+    /// The pass runs on one of rayon's threads: the parallel loops of the kernels then start
+    /// inside the pool instead of each handing its work across threads and waiting, which is
+    /// most of the time of a single frame.
     pub fn probabilities(&self, frames: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::softmax(&self.forward(frames)?, D::Minus1)?)
+        rayon::scope(|_| Ok(candle_nn::ops::softmax(&self.forward(frames)?, D::Minus1)?))
     }
 }
 
