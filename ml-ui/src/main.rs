@@ -150,7 +150,7 @@ async fn shutdown() {
 #[allow(unsafe_code)]
 fn tune_runtime() {
     // SAFETY: main has not started any thread yet.
-    unsafe { shared::runtime::single_threaded_elementwise_ops() };
+    unsafe { shared::runtime::configure_cpu_threads() };
     // mimalloc asks for transparent huge pages on its arenas: under load every thread's
     // partly used 2 MiB pages add up to twice the resident memory, for no measurable speed.
     // Best effort: where the kernel refuses, the server only holds more memory.

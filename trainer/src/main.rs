@@ -61,7 +61,7 @@ fn main() -> ExitCode {
 #[allow(unsafe_code)]
 fn tune_runtime() {
     // SAFETY: main has not started any thread yet.
-    unsafe { shared::runtime::single_threaded_elementwise_ops() };
+    unsafe { shared::runtime::configure_cpu_threads() };
     // The main thread joins rayon's pool as its first worker: the kernels' parallel loops
     // then start where the training loop runs, instead of each handing work to the pool and
     // sleeping until it is done (a third more images per second).
