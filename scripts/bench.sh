@@ -8,7 +8,7 @@
 #    (same network, data, batch size, threads): samples/s per epoch, training and wall seconds to 99.0 %
 #    test accuracy, peak resident memory (/usr/bin/time -v).
 # 2. Serving: `ml-ui --model DIR` against benchmarks/reference/serve_fastapi.py (FastAPI,
-#    uvicorn, PyTorch, the same weights), both driven by wrk (Debian package `wrk`) posting
+#    uvicorn, PyTorch, the same weights), both driven by wrk (Debian package `wrk`, installed when missing) posting
 #    canvas PNGs of MNIST test digits at concurrency 1, 8 and 64: requests/s, p50 and p99
 #    latency, resident memory, time from start to ready.
 # 3. In process: `cargo bench -p shared --bench digits` (criterion).
@@ -42,7 +42,13 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 
 # --- setup -------------------------------------------------------------------------------------
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq wrk >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+    || { echo "wrk is missing and could not be installed: apt-get install wrk" >&2; exit 1; }
+fi
 if ! "$py" -c 'import torch, fastapi, uvicorn, PIL, numpy, safetensors' 2>/dev/null; then
   echo "making the Python environment in $venv (once; several GB)"
   "${PYTHON:-python3}" -m venv "$venv"
