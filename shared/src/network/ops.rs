@@ -10,6 +10,9 @@
 //! patch gradients into, and the bias gradient as a plain column sum. Max pooling gets the
 //! same treatment. All ops are verified against candle's reference operations in the tests.
 
+use std::mem::MaybeUninit;
+use std::sync::{Mutex, PoisonError};
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -33,11 +36,12 @@ pub fn conv2d(
     padding: usize,
 ) -> candle_core::Result<Tensor> {
     let (x, weight, bias) = (x.contiguous()?, weight.contiguous()?, bias.contiguous()?);
-    let op = Conv(Im2Col { kernel, padding });
+    let gather = Im2Col { kernel, padding };
     if x.track_op() || weight.track_op() || bias.track_op() {
+        let op = Conv { gather, saved_patches: Some(Mutex::new(None)) };
         x.apply_op3(&weight, &bias, op)
     } else {
-        x.apply_op3_no_bwd(&weight, &bias, &op)
+        x.apply_op3_no_bwd(&weight, &bias, &Conv { gather, saved_patches: None })
     }
 }
 
@@ -131,6 +135,45 @@ impl Geometry {
         self.out_h * self.out_w * self.row_len()
     }
 
+    /// The kernel columns `first..last` of a patch at output column `ox` that fall inside the
+    /// image rather than its padding (`ox + kx - padding` in `0..width`); empty when none do.
+    fn columns_inside(&self, ox: usize) -> (usize, usize) {
+        let first = self.padding.saturating_sub(ox).min(self.kernel);
+        let last = (self.width + self.padding).saturating_sub(ox).min(self.kernel);
+        (first, last.max(first))
+    }
+
+    /// Writes every patch row of one image into `rows` (`patches_len` values): the image's
+    /// values where the patch covers it, zeros where it covers the padding.
+    fn write_patches(&self, image: &[f32], rows: &mut [MaybeUninit<f32>]) {
+        let (kernel, channels, row_len) = (self.kernel, self.channels, self.row_len());
+        if row_len == 0 {
+            return;
+        }
+        for (position, row) in rows.chunks_exact_mut(row_len).enumerate() {
+            let (oy, ox) = (position / self.out_w, position % self.out_w);
+            let (first, last) = self.columns_inside(ox);
+            for (ky, segment) in row.chunks_exact_mut(kernel * channels).enumerate() {
+                let Some(iy) = (oy + ky).checked_sub(self.padding).filter(|&y| y < self.height)
+                else {
+                    write_zeros(segment);
+                    continue;
+                };
+                let (left, rest) = segment.split_at_mut(first * channels);
+                let (inside, right) = rest.split_at_mut((last - first) * channels);
+                write_zeros(left);
+                write_zeros(right);
+                if !inside.is_empty() {
+                    let start = (iy * self.width + ox + first - self.padding) * channels;
+                    let source = &image[start..start + inside.len()];
+                    inside.iter_mut().zip(source).for_each(|(value, &pixel)| {
+                        value.write(pixel);
+                    });
+                }
+            }
+        }
+    }
+
     /// Calls `visit(row_offset, image_offset, len)` for every run of channels that a patch row
     /// copies from the image, skipping positions that fall into the zero padding.
     fn for_each_run(&self, mut visit: impl FnMut(usize, usize, usize)) {
@@ -143,10 +186,8 @@ impl Geometry {
                     else {
                         continue;
                     };
-                    // Columns ox + kx - padding for kx in 0..kernel, clipped to the image.
-                    let first = self.padding.saturating_sub(ox);
-                    let last = (self.width + self.padding - ox).min(self.kernel);
-                    if first >= last {
+                    let (first, last) = self.columns_inside(ox);
+                    if first == last {
                         continue;
                     }
                     let ix = ox + first - self.padding;
@@ -162,14 +203,29 @@ impl Geometry {
 }
 
 /// The patch rows of every image of `input`, one image after another.
+///
+/// The buffer starts uninitialised instead of zero-filled: every value of it is written once,
+/// either from the image or as padding, which spares a pass over the largest buffer of a
+/// training step.
 fn gather(input: &[f32], g: &Geometry) -> Vec<f32> {
-    let mut out = vec![0f32; g.batch * g.patches_len()];
-    out.par_chunks_mut(g.patches_len().max(1))
-        .zip(input.par_chunks(g.image_len().max(1)))
-        .for_each(|(rows, image)| {
-            g.for_each_run(|r, i, n| rows[r..r + n].copy_from_slice(&image[i..i + n]));
+    let (patches_len, image_len) = (g.patches_len(), g.image_len());
+    let mut out = Box::<[f32]>::new_uninit_slice(g.batch * patches_len);
+    if patches_len > 0 {
+        out.par_chunks_mut(patches_len).enumerate().for_each(|(index, rows)| {
+            g.write_patches(&input[index * image_len..(index + 1) * image_len], rows);
         });
-    out
+    }
+    // SAFETY: the chunks cover the whole buffer, one per image, and `write_patches` writes
+    // every value of the chunk it is given.
+    #[allow(unsafe_code)]
+    unsafe { out.assume_init() }.into_vec()
+}
+
+/// Sets every value of `values` to zero.
+fn write_zeros(values: &mut [MaybeUninit<f32>]) {
+    values.iter_mut().for_each(|v| {
+        v.write(0.0);
+    });
 }
 
 impl CustomOp1 for Im2Col {
@@ -237,8 +293,13 @@ impl CustomOp1 for Col2Im {
 }
 
 /// Patches times transposed weights plus bias, as one op; see [`conv2d`].
-#[derive(Debug, Clone, Copy)]
-struct Conv(Im2Col);
+#[derive(Debug)]
+struct Conv {
+    gather: Im2Col,
+    /// Present when the op is recorded for a backward pass: the forward pass leaves its patch
+    /// matrix here for the weight gradient, which would otherwise gather it again.
+    saved_patches: Option<Mutex<Option<Vec<f32>>>>,
+}
 
 impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
@@ -254,7 +315,7 @@ impl CustomOp3 for Conv {
         bias: &CpuStorage,
         bias_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(self.0, x_layout.shape())?;
+        let g = Geometry::new(self.gather, x_layout.shape())?;
         let (filters, row_len) = weight_layout.shape().dims2()?;
         if row_len != g.row_len() {
             candle_core::bail!(
@@ -281,9 +342,12 @@ impl CustomOp3 for Conv {
             &Layout::contiguous((rows, row_len)),
             &weight_layout.transpose(0, 1)?,
         )?;
-        let CpuStorage::F32(mut out) = product else {
+        let (CpuStorage::F32(mut out), CpuStorage::F32(patches)) = (product, patches) else {
             candle_core::bail!("conv2d: only f32 tensors are supported");
         };
+        if let Some(saved) = &self.saved_patches {
+            *saved.lock().unwrap_or_else(PoisonError::into_inner) = Some(patches);
+        }
         out.par_chunks_mut(filters * 256).for_each(|block| {
             for row in block.chunks_exact_mut(filters) {
                 row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
@@ -303,13 +367,20 @@ impl CustomOp3 for Conv {
         let filters = weight.dim(0)?;
         let rows = grad_res.elem_count() / filters.max(1);
         let grad = grad_res.detach().contiguous()?.reshape((rows, filters))?;
-        let patches = x.detach().apply_op1_no_bwd(&self.0)?.reshape((rows, ()))?;
+        let saved = self
+            .saved_patches
+            .as_ref()
+            .and_then(|saved| saved.lock().unwrap_or_else(PoisonError::into_inner).take());
+        let patches = match saved {
+            Some(patches) => Tensor::from_vec(patches, (rows, weight.dim(1)?), x.device())?,
+            None => x.detach().apply_op1_no_bwd(&self.gather)?.reshape((rows, ()))?,
+        };
         let grad_weight = grad.t()?.matmul(&patches)?;
         let grad_bias = grad.apply_op1_no_bwd(&ColumnSums)?;
         // The input gradient costs as much as the forward pass; the image needs none.
         let grad_x = if x.track_op() {
             let grad_patches = grad.matmul(&weight.detach())?;
-            let geometry = Geometry::new(self.0, x.shape())?;
+            let geometry = Geometry::new(self.gather, x.shape())?;
             Some(grad_patches.apply_op1_no_bwd(&Col2Im(geometry))?)
         } else {
             None
@@ -497,7 +568,7 @@ mod tests {
     fn convolution_by_patches_matches_candle_conv2d_forward_and_backward() {
         let dev = Device::Cpu;
         for (batch, side, cin, cout, kernel, padding) in
-            [(3, 9, 2, 4, 5, 2), (2, 7, 3, 5, 3, 0), (1, 5, 1, 2, 5, 1)]
+            [(3, 9, 2, 4, 5, 2), (2, 7, 3, 5, 3, 0), (1, 5, 1, 2, 5, 1), (2, 3, 2, 3, 3, 4)]
         {
             let x = Var::randn(0f32, 1., (batch, side, side, cin), &dev).unwrap();
             let w = Var::randn(0f32, 1., (cout, kernel * kernel * cin), &dev).unwrap();
@@ -524,7 +595,7 @@ mod tests {
     fn fused_convolution_matches_candle_conv2d_with_bias_forward_and_backward() {
         let dev = Device::Cpu;
         for (batch, side, cin, cout, kernel, padding) in
-            [(3, 9, 2, 4, 5, 2), (2, 7, 3, 5, 3, 0), (1, 14, 16, 32, 5, 0)]
+            [(3, 9, 2, 4, 5, 2), (2, 7, 3, 5, 3, 0), (1, 14, 16, 32, 5, 0), (2, 4, 1, 3, 5, 6)]
         {
             let x = Var::randn(0f32, 1., (batch, side, side, cin), &dev).unwrap();
             let w = Var::randn(0f32, 1., (cout, kernel * kernel * cin), &dev).unwrap();
