@@ -556,6 +556,15 @@ mod tests {
         x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap()
     }
 
+    /// candle's `conv2d` (NCHW, no bias) of NHWC `x` with weights in the layout of [`conv2d`],
+    /// output in NHWC.
+    fn reference_conv(x: &Tensor, w: &Tensor, kernel: usize, padding: usize) -> Tensor {
+        let (cout, cin) = (w.dim(0).unwrap(), x.dim(3).unwrap());
+        let w = w.reshape((cout, kernel, kernel, cin)).unwrap().permute((0, 3, 1, 2)).unwrap();
+        let y = nchw(x).conv2d(&w.contiguous().unwrap(), padding, 1, 1, 1).unwrap();
+        y.permute((0, 2, 3, 1)).unwrap()
+    }
+
     /// Convolution through patches, as the networks compute it, output in NHWC.
     fn conv_by_patches(x: &Tensor, w: &Tensor, kernel: usize, padding: usize) -> Tensor {
         let p = patches(x, kernel, padding).unwrap();
@@ -573,12 +582,7 @@ mod tests {
             let x = Var::randn(0f32, 1., (batch, side, side, cin), &dev).unwrap();
             let w = Var::randn(0f32, 1., (cout, kernel * kernel * cin), &dev).unwrap();
             let ours = conv_by_patches(&x, &w, kernel, padding);
-
-            let w_ref =
-                w.reshape((cout, kernel, kernel, cin)).unwrap().permute((0, 3, 1, 2)).unwrap();
-            let reference =
-                nchw(&x).conv2d(&w_ref.contiguous().unwrap(), padding, 1, 1, 1).unwrap();
-            let reference = reference.permute((0, 2, 3, 1)).unwrap();
+            let reference = reference_conv(&x, &w, kernel, padding);
             assert!(max_diff(&ours, &reference) < TOLERANCE);
 
             let weights = Tensor::randn(0f32, 1., ours.shape(), &dev).unwrap();
@@ -601,14 +605,7 @@ mod tests {
             let w = Var::randn(0f32, 1., (cout, kernel * kernel * cin), &dev).unwrap();
             let b = Var::randn(0f32, 1., cout, &dev).unwrap();
             let ours = conv2d(&x, &w, &b, kernel, padding).unwrap();
-
-            let w_ref =
-                w.reshape((cout, kernel, kernel, cin)).unwrap().permute((0, 3, 1, 2)).unwrap();
-            let reference =
-                nchw(&x).conv2d(&w_ref.contiguous().unwrap(), padding, 1, 1, 1).unwrap();
-            let reference = reference
-                .permute((0, 2, 3, 1))
-                .unwrap()
+            let reference = reference_conv(&x, &w, kernel, padding)
                 .broadcast_add(&b.reshape((1, 1, 1, cout)).unwrap())
                 .unwrap();
             assert_eq!(ours.dims(), reference.dims());
